@@ -1,0 +1,8 @@
+"""Clusters: start or attach, pin threads, limit memory; CaImAn's setup_cluster/stop_server."""
+
+from caiman_dask.cluster.backends import BACKENDS, ClusterSpec, register_backend
+from caiman_dask.cluster.settings import WorkerSettings, resolve_settings
+from caiman_dask.cluster.setup import setup_cluster, stop_server
+
+__all__ = ["BACKENDS", "ClusterSpec", "WorkerSettings", "register_backend", "resolve_settings",
+           "setup_cluster", "stop_server"]

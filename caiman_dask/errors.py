@@ -1,0 +1,56 @@
+"""Exceptions raised by caiman-dask.
+
+Every class also derives from the matching built-in exception, so callers that
+already catch ``ValueError`` or ``FileNotFoundError`` keep working. Messages name
+the file, parameter or task at fault and say what to change.
+"""
+
+from __future__ import annotations
+
+
+class CaimanDaskError(Exception):
+    """Base class of every error raised on purpose by caiman-dask."""
+
+
+class ConfigError(CaimanDaskError, ValueError):
+    """A configuration value or parameter file is invalid."""
+
+
+class ParameterError(CaimanDaskError, ValueError):
+    """A parameter value is invalid or inconsistent with the data."""
+
+
+class BackendError(CaimanDaskError, ValueError):
+    """An unknown cluster backend was requested."""
+
+
+class ClusterError(CaimanDaskError, RuntimeError):
+    """A cluster could not be started, reached or used."""
+
+
+class TaskError(CaimanDaskError, RuntimeError):
+    """A task failed on a worker; the message carries the remote traceback."""
+
+
+class WorkerLostError(TaskError):
+    """Workers died repeatedly while running a task (often its memory limit)."""
+
+
+class MovieError(CaimanDaskError, ValueError):
+    """A movie file cannot be read as a movie (corrupt, empty, wrong shape or dtype)."""
+
+
+class MovieNotFoundError(CaimanDaskError, FileNotFoundError):
+    """A movie file or dataset does not exist."""
+
+
+class StoreExistsError(CaimanDaskError, FileExistsError):
+    """The destination store exists and overwriting was not requested."""
+
+
+class IncompleteStoreError(CaimanDaskError, RuntimeError):
+    """A store exists but was never completed (an interrupted write)."""
+
+
+class ChunkAlignmentError(CaimanDaskError, ValueError):
+    """Parallel writes would straddle storage chunks."""

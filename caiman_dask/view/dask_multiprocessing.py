@@ -1,0 +1,185 @@
+"""The Dask dview: ``multiprocessing.Pool``'s protocol on a ``distributed.Client``.
+
+The module path contains "multiprocessing" on purpose: CaImAn chooses its code path
+with ``'multiprocessing' in str(type(dview))`` and the Pool path (``map_async(...).get``)
+covers more of CaImAn than the ipyparallel one (caiman-facts.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from dask.sizeof import sizeof
+from dask.utils import format_bytes
+from distributed import Client, Future, as_completed
+from distributed.client import FutureCancelledError
+from distributed.scheduler import KilledWorker
+
+from caiman_dask import config
+from caiman_dask.errors import ClusterError, WorkerLostError
+from caiman_dask.view.base import BaseView, deadline, remaining
+from caiman_dask.view.tasks import Batch, run_batch
+
+
+class DaskExecutor:
+    """Runs batches as tasks on a Dask client; repeated large arguments are sent once.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The client to submit to.
+    threads_per_worker : int, optional
+        Thread limit re-asserted before each batch (0: leave workers as they are).
+    memory_limit : int, optional
+        Bytes per worker, named in errors about killed workers.
+    """
+
+    def __init__(self, client: Client, *, threads_per_worker: int = 0, memory_limit: int = 0):
+        self.client = client
+        self.threads_per_worker = threads_per_worker
+        self.memory_limit = memory_limit
+        self.scatter_min_bytes = int(config.get("view.scatter-min-bytes"))
+        self._batch_of: dict[str, tuple[Batch, int]] = {}
+
+    @property
+    def n_workers(self) -> int:
+        """Workers connected now."""
+        return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    @property
+    def n_threads(self) -> int:
+        """Worker threads connected now."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, batches: list[tuple[Batch, list[Any]]]) -> list[Future]:
+        """Submit the batches in one message; large repeated arguments are scattered once."""
+        if not batches:
+            return []
+        shared = _SharedArguments(self.client, self.scatter_min_bytes)
+        specs = [batch for batch, _ in batches]
+        sent = [[shared.swap_item(x) for x in items] for _, items in batches]
+        futures = self.client.map(run_batch, specs, sent, pure=False, key=_keys(specs))
+        for future, (batch, items) in zip(futures, batches, strict=True):
+            self._batch_of[future.key] = (batch, len(items))
+            future.add_done_callback(self._forget)
+        return futures
+
+    def _forget(self, future: Future) -> None:
+        if future.status == "finished":  # keep failures' batches for their messages
+            self._batch_of.pop(future.key, None)
+
+    def wait(self, handles: list[Future], timeout: float | None) -> bool:
+        """Wait for all handles, returning early on the first failure."""
+        pending = [f for f in handles if f.status == "pending"]
+        if any(f.status != "finished" for f in handles if f not in pending) or not pending:
+            return True
+        limit = deadline(timeout)
+        try:
+            for future in as_completed(pending, loop=self.client.loop, timeout=remaining(limit)):
+                if future.status != "finished":
+                    return True
+        except TimeoutError:
+            return False
+        return True
+
+    def failed(self, handles: list[Future]) -> Future | None:
+        """The first handle that errored or was cancelled."""
+        return next((f for f in handles if f.status in ("error", "cancelled", "lost")), None)
+
+    def result(self, handle: Future) -> list[Any]:
+        """The batch's results, or its error translated into a clear one."""
+        try:
+            return handle.result()
+        except KilledWorker as exc:
+            raise WorkerLostError(self._killed_message(handle)) from exc
+        except FutureCancelledError as exc:
+            raise ClusterError(
+                f"task {handle.key} was cancelled: the scheduler or the client connection "
+                f"was lost ({exc}); rerun once the cluster is back"
+            ) from exc
+
+    def gather(self, handles: list[Future]) -> list[list[Any]]:
+        """Every batch's results in one round trip (errors translated as in result)."""
+        try:
+            return self.client.gather(handles)
+        except Exception:
+            bad = self.failed(handles)
+            if bad is None:
+                raise
+            return [self.result(bad)]
+
+    def completed(self, handles: list[Future]) -> Iterator[Future]:
+        """Handles in completion order (on this client's loop, not the default client's)."""
+        yield from as_completed(handles, loop=self.client.loop)
+
+    def cancel(self, handles: list[Future]) -> None:
+        """Cancel unfinished handles."""
+        unfinished = [f for f in handles if f.status == "pending"]
+        if unfinished:
+            self.client.cancel(unfinished)
+
+    def _killed_message(self, handle: Future) -> str:
+        batch, n_items = self._batch_of.get(handle.key, (None, 0))
+        name = getattr(batch.fn, "__qualname__", "?") if batch else handle.key
+        items = f"items {batch.offset}-{batch.offset + n_items - 1}" if batch else "?"
+        limit = format_bytes(self.memory_limit) if self.memory_limit else "its limit"
+        retries = config.get("cluster.allowed-failures")
+        return (
+            f"{name} ({items}) killed the worker running it {retries + 1} time(s); "
+            f"the most common cause is memory: each worker may use {limit}. Give workers "
+            f"more memory (memory_limit / --memory-limit) or make tasks smaller "
+            f"(smaller patches: rf; shorter blocks: num_frames_split)."
+        )
+
+
+class _SharedArguments:
+    """Scatter each large argument once per map call and pass futures instead."""
+
+    def __init__(self, client: Client, min_bytes: int):
+        self.client, self.min_bytes = client, min_bytes
+        self.futures: dict[int, Future] = {}
+
+    def swap(self, obj: Any) -> Any:
+        if isinstance(obj, (str, bytes, int, float, bool, type(None), Future)):
+            return obj
+        key = id(obj)
+        if key not in self.futures:
+            if sizeof(obj) < self.min_bytes:
+                return obj
+            self.futures[key] = self.client.scatter([obj], hash=False)[0]
+        return self.futures[key]
+
+    def swap_item(self, item: Any) -> Any:
+        if type(item) in (tuple, list):
+            return type(item)(self.swap(x) for x in item)
+        return self.swap(item)
+
+
+def _keys(batches: list[Batch]) -> list[str]:
+    """Unique, readable task keys: ``<function>-<first item>-<call id>``."""
+    call = uuid.uuid4().hex[:12]
+    return [f"{getattr(b.fn, '__name__', 'task')}-{b.offset}-{call}" for b in batches]
+
+
+class DaskPool(BaseView):
+    """A CaImAn dview on a Dask client (``multiprocessing.Pool`` protocol).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster's client. The view never closes it.
+    threads_per_worker : int, optional
+        Thread count re-asserted in workers before each task.
+    memory_limit : int, optional
+        Bytes per worker, named in errors about killed workers.
+    """
+
+    def __init__(self, client: Client, *, threads_per_worker: int = 0, memory_limit: int = 0):
+        super().__init__(DaskExecutor(client, threads_per_worker=threads_per_worker,
+                                      memory_limit=memory_limit))
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<DaskPool {self.client.scheduler.address} threads={len(self)}>"

@@ -54,3 +54,11 @@ class IncompleteStoreError(CaimanDaskError, RuntimeError):
 
 class ChunkAlignmentError(CaimanDaskError, ValueError):
     """Parallel writes would straddle storage chunks."""
+
+
+class ResultsError(CaimanDaskError, ValueError):
+    """A results or regions file cannot be written or read as one."""
+
+
+class ResultsNotFoundError(CaimanDaskError, FileNotFoundError):
+    """A results or regions file does not exist."""

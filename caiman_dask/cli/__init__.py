@@ -12,7 +12,7 @@ import sys
 
 from caiman_dask.errors import CaimanDaskError
 
-COMMANDS: tuple[str, ...] = ("info", "score")
+COMMANDS: tuple[str, ...] = ("info", "plan", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,197 @@
+"""Greedy ROI initialisation (CaImAn's ``method_init='greedy_roi'``) and background init.
+
+The movie is taken as ``Y`` (T, d1, d2). Steps: subtract each pixel's temporal median;
+optionally divide by each pixel's noise level (``normalize_init``) so that the search
+favours signal-to-noise rather than brightness; optionally average ``ssub`` x ``ssub``
+pixels and ``tsub`` frames; Gaussian-filter every frame with ``gSig``; then ``K`` times
+pick the pixel whose filtered trace has the most energy (the largest rolling sum over
+``rolling_length`` frames with ``rolling_sum``), fit a rank-1 non-negative model of the
+data in the ``gSiz`` window around it, subtract it and refresh the filtered residual
+nearby. The background is a rank-``nb`` NMF of the residual plus median. A few HALS
+sweeps refine everything before footprints are brought back to full resolution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.ndimage
+import scipy.sparse as sp
+
+from caiman_dask.cnmf.background import hals_rows, nmf_factors
+from caiman_dask.cnmf.noise import get_noise_fft
+from caiman_dask.cnmf.params import CNMFParams
+from caiman_dask.cnmf.spatial import hals_spatial, support_mask, to_pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class InitResult:
+    """Initial ``A`` (npix, K), ``C`` (K, T), ``b`` (npix, nb), ``f`` (nb, T), and the
+    ``centers`` (K, 2) (row, col) where each component was seeded."""
+
+    A: np.ndarray
+    C: np.ndarray
+    b: np.ndarray
+    f: np.ndarray
+    centers: np.ndarray
+
+
+def _blur(R: np.ndarray, sig: tuple[float, float], half: tuple[int, int]) -> np.ndarray:
+    """Gaussian filter of each frame, kernel truncated to the ``gSiz`` window."""
+    truncate = max(half[0] / max(sig[0], 1e-3), half[1] / max(sig[1], 1e-3), 1.0)
+    return scipy.ndimage.gaussian_filter(R, sigma=(0.0, sig[0], sig[1]), truncate=truncate,
+                                         mode="constant")
+
+
+def _energy(rho: np.ndarray, rolling_length: int | None) -> np.ndarray:
+    """Per-pixel energy of the filtered movie: total or max rolling sum of squares."""
+    sq = rho.astype(np.float64) ** 2
+    if rolling_length is None or rolling_length >= sq.shape[0]:
+        return sq.sum(axis=0)
+    cs = np.cumsum(sq, axis=0)
+    windows = cs[rolling_length - 1:].copy()
+    windows[1:] -= cs[:-rolling_length]
+    return windows.max(axis=0)
+
+
+def _finetune(data: np.ndarray, trace: np.ndarray, n_iter: int) -> tuple[np.ndarray,
+                                                                       np.ndarray]:
+    """Rank-1 non-negative fit ``data (T, m) ~ c a^T`` starting from ``c = trace``."""
+    c = np.maximum(trace, 0.0)
+    a = np.zeros(data.shape[1])
+    for _ in range(n_iter):
+        a = np.maximum(c @ data, 0.0) / max(float(c @ c), 1e-30)
+        norm = float(np.linalg.norm(a))
+        if norm == 0:
+            break
+        a /= norm
+        c = np.maximum(data @ a, 0.0)
+    return a, c
+
+
+def _window(center: tuple[int, int], half: tuple[int, int], dims: tuple[int, ...]
+            ) -> tuple[slice, slice]:
+    return tuple(slice(max(c - h, 0), min(c + h + 1, d))
+                 for c, h, d in zip(center, half, dims, strict=True))  # type: ignore
+
+
+def _greedy(R: np.ndarray, K: int, sig: tuple[float, float], half: tuple[int, int], *,
+            n_iter: int, rolling_length: int | None) -> tuple[np.ndarray, ...]:
+    """Core loop on the (already normalised) residual ``R`` (T, d1, d2), changed in place."""
+    T, d1, d2 = R.shape
+    rho = _blur(R, sig, half)
+    energy = _energy(rho, rolling_length)
+    A, C, centers = np.zeros((K, d1, d2)), np.zeros((K, T)), np.zeros((K, 2), dtype=int)
+    found = 0
+    for k in range(K):
+        r, c = np.unravel_index(int(np.argmax(energy)), energy.shape)
+        if energy[r, c] <= 0:
+            break
+        rs, cs = _window((r, c), half, (d1, d2))
+        data = R[:, rs, cs].reshape(T, -1).astype(np.float64)
+        a, trace = _finetune(data, rho[:, r, c].astype(np.float64), n_iter)
+        A[k, rs, cs] = a.reshape(rs.stop - rs.start, cs.stop - cs.start)
+        C[k], centers[k] = trace, (r, c)
+        R[:, rs, cs] -= (trace[:, None] * a[None, :]).reshape(T, rs.stop - rs.start, -1)
+        wide = _window((r, c), (2 * half[0], 2 * half[1]), (d1, d2))
+        src = _window((r, c), (3 * half[0], 3 * half[1]), (d1, d2))
+        blurred = _blur(R[:, src[0], src[1]], sig, half)
+        off = (wide[0].start - src[0].start, wide[1].start - src[1].start)
+        rho[:, wide[0], wide[1]] = blurred[:, off[0]:off[0] + wide[0].stop - wide[0].start,
+                                           off[1]:off[1] + wide[1].stop - wide[1].start]
+        energy[wide] = _energy(rho[:, wide[0], wide[1]], rolling_length)
+        energy[r, c] = 0.0
+        found = k + 1
+    return A[:found], C[:found], centers[:found]
+
+
+def _downsample(Y: np.ndarray, ssub: int, tsub: int) -> np.ndarray:
+    """Block means over ``tsub`` frames and ``ssub`` x ``ssub`` pixels (edges padded)."""
+    T, d1, d2 = Y.shape
+    pads = ((0, (-T) % tsub), (0, (-d1) % ssub), (0, (-d2) % ssub))
+    if any(p[1] for p in pads):
+        Y = np.pad(Y, pads, mode="edge")
+    T2, e1, e2 = Y.shape
+    return Y.reshape(T2 // tsub, tsub, e1 // ssub, ssub, e2 // ssub, ssub).mean(axis=(1, 3, 5))
+
+
+def _refine(Yr: np.ndarray, A: np.ndarray, C: np.ndarray, b: np.ndarray, f: np.ndarray,
+            dims: tuple[int, int], iters: int) -> tuple[np.ndarray, ...]:
+    """CaImAn-style HALS polish of (A, b) and (C, f) on the (downsampled) data."""
+    K = A.shape[1]
+    ones = sp.csc_matrix(np.ones((A.shape[0], b.shape[1]), dtype=bool))
+    for _ in range(iters):
+        Ab = np.concatenate([A, b], axis=1)
+        W = hals_rows(Ab.T @ Yr, Ab.T @ Ab, np.concatenate([C, f], axis=0))
+        mask = sp.hstack([support_mask(A, dims), ones], format="csc")
+        Ab = hals_spatial(Yr @ W.T, W @ W.T, Ab, mask, iters=1)
+        A, b, C, f = Ab[:, :K], Ab[:, K:], W[:K], W[K:]
+    return A, C, b, f
+
+
+def _upsample_pixels(M: np.ndarray, dims_d: tuple[int, int], dims: tuple[int, int],
+                     ssub: int) -> np.ndarray:
+    """(npix_d, n) F-ordered columns -> (npix, n) by pixel replication and cropping."""
+    if ssub == 1:
+        return M
+    imgs = M.T.reshape(-1, dims_d[1], dims_d[0]).transpose(0, 2, 1)
+    imgs = imgs.repeat(ssub, axis=1).repeat(ssub, axis=2)[:, :dims[0], :dims[1]]
+    return to_pixels(imgs)
+
+
+def initialize_components(Y: np.ndarray, params: CNMFParams) -> InitResult:
+    """Greedy ROI initialisation of ``params.init.K`` components and ``nb`` backgrounds.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (T, d1, d2)
+        Movie (float32 preferred).
+    params : CNMFParams
+        Uses the ``init`` group (K, gSig, gSiz, nb, ssub, tsub, nIter, normalize_init,
+        rolling_sum, rolling_length).
+
+    Returns
+    -------
+    InitResult
+        Footprints and background in data units, F-ordered pixels.
+    """
+    init = params.init
+    T, d1, d2 = Y.shape
+    scale = np.ones((d1, d2), dtype=np.float32)
+    if init.normalize_init:
+        sn = get_noise_fft(to_pixels(Y).astype(np.float32, copy=False))
+        scale = np.maximum(sn, 1e-6 * max(float(sn.max()), 1e-12)).reshape(d2, d1).T
+        scale = scale.astype(np.float32)
+    X = _downsample(Y / scale, init.ssub, init.tsub).astype(np.float32)
+    med = np.median(X, axis=0)
+    R = X - med
+    sig = tuple(g / init.ssub for g in init.gSig)
+    half = tuple(max(int(round((w // 2) / init.ssub)), 1) for w in init.window())
+    rolling = init.rolling_length // init.tsub if init.rolling_sum else None
+    A_img, C, centers = _greedy(R, init.K, sig, half, n_iter=init.nIter,
+                                rolling_length=max(rolling, 1) if rolling else None)
+    dims_d = X.shape[1:]
+    resid = to_pixels(R + med).astype(np.float64)
+    b, f = nmf_factors(np.maximum(resid, 0.0), init.nb)
+    A, C, b, f = _refine(to_pixels(X).astype(np.float64), to_pixels(A_img), C, b, f, dims_d,
+                         iters=2)
+    return _full_resolution(Y, A, b, C, f, scale, dims_d, init.ssub,
+                            centers * init.ssub + init.ssub // 2)
+
+
+def _full_resolution(Y: np.ndarray, A: np.ndarray, b: np.ndarray, C: np.ndarray,
+                     f: np.ndarray, scale: np.ndarray, dims_d: tuple[int, int], ssub: int,
+                     centers: np.ndarray) -> InitResult:
+    """Bring footprints to full resolution and data units; traces to all frames."""
+    T, d1, d2 = Y.shape
+    Ab = _upsample_pixels(np.concatenate([A, b], axis=1), dims_d, (d1, d2), ssub)
+    Ab = Ab * to_pixels(scale[None])[:, :1].astype(np.float64)
+    W = np.concatenate([C, f], axis=0)
+    reps = -(-T // max(W.shape[1], 1))
+    W = np.repeat(W, reps, axis=1)[:, :T]
+    Yr = to_pixels(Y)
+    W = hals_rows((Yr.T @ Ab.astype(np.float32)).T.astype(np.float64), Ab.T @ Ab, W,
+                  sweeps=2)
+    K = A.shape[1]
+    return InitResult(A=Ab[:, :K], C=W[:K], b=Ab[:, K:], f=W[K:], centers=centers)

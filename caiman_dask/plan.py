@@ -67,7 +67,6 @@ from caiman_dask.geometry import (
     patch_grid,
     plan_time_blocks,
     resolve_stride,
-    tile_axes,
     tile_grid,
 )
 from caiman_dask.layout import (
@@ -161,8 +160,11 @@ class ChunkPlan:
                           border_pix=self.border_pix)
 
     def tiles(self) -> list[Tile]:
-        """NoRMCorre's tiles for this plan."""
-        return tile_grid(self.frame_dims, strides=self.strides, overlaps=self.overlaps)
+        """NoRMCorre's tiles for this plan; none when they do not fit (rigid only)."""
+        try:
+            return tile_grid(self.frame_dims, strides=self.strides, overlaps=self.overlaps)
+        except ParameterError:
+            return []
 
     def rechunk_regions(self) -> list[Region]:
         """One region per rechunk task (a ``rechunked`` shard); empty without rechunk."""
@@ -273,7 +275,9 @@ def plan_chunks(
     num_frames_split : int, optional
         Frames per MC task (CaImAn's ``motion.num_frames_split``).
     strides, overlaps : int or (int, int), optional
-        NoRMCorre tile geometry (validated against the frame).
+        NoRMCorre tile geometry, recorded in the plan; it does not shape the layout (MC
+        reads whole frames), so it is validated by the motion parameters, and only when
+        ``pw_rigid`` is on.
     chunk_bytes : (int, int), optional
         Window of an inner chunk's decoded bytes; chunks are made as large as
         the upper bound allows, and a patch layout below the lower bound inside
@@ -302,7 +306,8 @@ def plan_chunks(
     rfs = as_pair(rf, "patch.rf", minimum=1)
     stride_p = resolve_stride(rfs, stride)
     ys, xs = patch_axes((Y, X), rf=rfs, stride=stride_p, border_pix=border_pix)
-    tile_axes((Y, X), strides=strides, overlaps=overlaps)
+    as_pair(strides, "motion.strides", minimum=1)
+    as_pair(overlaps, "motion.overlaps", minimum=0)
     blocks = plan_time_blocks(T, num_frames_split=num_frames_split)
     length = blocks[0][1] - blocks[0][0]
     budget = Budget((T, Y, X), length, window, max_shard_bytes)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from caiman_dask.errors import ChunkAlignmentError
-from caiman_dask.geometry import Tile, patch_axes, tile_axes
+from caiman_dask.geometry import Tile, patch_axes
 from caiman_dask.layout import (
     ReadCost,
     Region,
@@ -264,15 +264,18 @@ _PATTERN_HEADER = ("pattern", "store", "tasks", "chunks/task", "read/task", "nee
 def _grid_lines(plan: ChunkPlan) -> list[str]:
     ys, xs = patch_axes(plan.frame_dims, rf=plan.rf, stride=plan.stride,
                         border_pix=plan.border_pix)
-    ty, tx = tile_axes(plan.frame_dims, strides=plan.strides, overlaps=plan.overlaps)
+    tiles = plan.tiles()
+    ty = len({t.y.start for t in tiles})
+    described = (f"{ty} x {len(tiles) // ty} tiles of {tiles[0].shape[0]} x {tiles[0].shape[1]} px"
+                 if tiles else "none fit the frame (rigid only)")
+    tiles = f"MC tiles: strides {plan.strides}, overlaps {plan.overlaps} -> {described}"
     sizes = sorted({b - a for a, b in plan.time_blocks})
     return [
         f"CNMF patches: rf {plan.rf}, stride {plan.stride}, border_pix {plan.border_pix} -> "
         f"{len(ys)} x {len(xs)} = {len(ys) * len(xs)} patches",
         f"  y starts ({len(ys)}): {_starts(ys)}",
         f"  x starts ({len(xs)}): {_starts(xs)}",
-        f"MC tiles: strides {plan.strides}, overlaps {plan.overlaps} -> {len(ty)} x {len(tx)} "
-        f"tiles of {ty[0].stop - ty[0].start} x {tx[0].stop - tx[0].start} px",
+        tiles,
         f"MC time blocks: {len(plan.time_blocks)} (frames per block: "
         f"{', '.join(map(str, sizes))}; num_frames_split {plan.num_frames_split})",
     ]

@@ -278,6 +278,11 @@ def test_planned_stores_accept_parallel_block_writes(tmp_path: pathlib.Path) -> 
 # ---------------------------------------------------------------- bad parameters
 
 
+def test_tiles_larger_than_the_frame_only_matter_to_pw_rigid() -> None:
+    plan = plan_chunks((100, 96, 96), "uint16", rf=16, strides=(96, 96), overlaps=(32, 32))
+    assert "none fit the frame (rigid only)" in report(plan).format()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
@@ -286,7 +291,7 @@ def test_planned_stores_accept_parallel_block_writes(tmp_path: pathlib.Path) -> 
         ({"rf": 25, "stride": -2}, "stride"),
         ({"rf": 25, "border_pix": 300}, "border_pix"),
         ({"rf": 25, "num_frames_split": 0}, "num_frames_split"),
-        ({"rf": 25, "strides": (600, 96)}, "motion.strides"),
+        ({"rf": 25, "strides": (0, 96)}, "motion.strides"),
         ({"rf": 25, "overlaps": (-1, 32)}, "motion.overlaps"),
         ({"rf": 25, "chunk_bytes": (16 * MIB, MIB)}, "chunk_bytes"),
         ({"rf": 25, "max_amplification": 0.5}, "max_amplification"),

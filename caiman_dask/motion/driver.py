@@ -1,0 +1,246 @@
+"""The motion-correction driver: one task per time block over zarr stores.
+
+No maths here: tasks call :func:`caiman_dask.motion.correct_block`. The driver reads
+the template sample, runs CaImAn's passes (``niter_rig`` rigid passes, each ending in
+the median of the blocks' mean images, then a piecewise-rigid pass when ``pw_rigid``),
+writes the last pass into the corrected store laid out by the chunk plan (block writes
+never share a shard) and records shifts, template and flags beside the movie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from caiman_dask.errors import MovieError, ParameterError
+from caiman_dask.motion.block import correct_block
+from caiman_dask.motion.params import MotionParams
+from caiman_dask.motion.template import meta_template, rigid_template, template_indices
+from caiman_dask.movie.model import Movie
+from caiman_dask.movie.ref import ArrayRef
+from caiman_dask.movie.store import create_store, finish_store, prepare_destination
+from caiman_dask.movie.writer import BlockWritten
+from caiman_dask.movie.zarrio import ATTRS_KEY, open_store
+from caiman_dask.plan import ChunkPlan, plan_chunks, validate_aligned_writes
+from caiman_dask.progress import Progress
+from caiman_dask.view.base import BaseView
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """One block of frames ``[start, stop)`` to correct; ``dest`` None: a template pass."""
+
+    index: int
+    start: int
+    stop: int
+    source: ArrayRef
+    dest: ArrayRef | None
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    """What a block task returns: everything but the corrected frames."""
+
+    index: int
+    rigid_shifts: np.ndarray
+    pw_shifts: np.ndarray | None
+    mean_image: np.ndarray
+    flags: np.ndarray
+    offset: float
+    written: BlockWritten | None
+
+
+@dataclass(frozen=True)
+class MotionResult:
+    """The corrected store and what was found.
+
+    Attributes
+    ----------
+    path : str
+        The corrected zarr store (float32, laid out by ``plan.corrected``).
+    template : ndarray
+        (Y, X) final template (median of the last pass's block means).
+    rigid_shifts : ndarray
+        (T, 2) shifts applied per frame, (rows, columns).
+    pw_shifts : ndarray or None
+        (T, ty, tx, 2) tile shifts of the piecewise-rigid pass.
+    flags : ndarray
+        (T,) per-frame flags (flat, non-finite, at the shift bound).
+    offset : float
+        ``nonneg_movie`` offset added to the corrected movie.
+    """
+
+    path: str
+    template: np.ndarray
+    rigid_shifts: np.ndarray
+    pw_shifts: np.ndarray | None
+    flags: np.ndarray
+    offset: float
+
+
+def correct_store_block(item: tuple[BlockTask, np.ndarray, MotionParams]) -> BlockSummary:
+    """Task: read one block, correct it, write it if asked, return the small results."""
+    task, template, params = item
+    frames = task.source.open()[task.start : task.stop]
+    result = correct_block(frames, template, params)
+    written = None
+    if task.dest is not None:
+        task.dest.open(write=True)[task.start : task.stop] = result.corrected
+        written = BlockWritten((task.start,), (task.stop,), int(result.corrected.nbytes))
+    return BlockSummary(task.index, result.rigid_shifts, result.pw_shifts, result.mean_image,
+                        result.flags, result.offset, written)
+
+
+def read_frames(item: tuple[ArrayRef, np.ndarray]) -> np.ndarray:
+    """Task: the frames at sorted ``indices`` of one stretch of the movie."""
+    ref, indices = item
+    array = ref.open()
+    return array[int(indices[0]) : int(indices[-1]) + 1][indices - indices[0]]
+
+
+def read_sample(movie_ref: ArrayRef, n_frames: int, time_chunk: int,
+                view: BaseView) -> np.ndarray:
+    """CaImAn's template sample: ~50 evenly spaced frames, read one time chunk per task."""
+    indices = template_indices(n_frames)
+    groups = [indices[indices // time_chunk == c] for c in np.unique(indices // time_chunk)]
+    return np.concatenate(view.map(read_frames, [(movie_ref, g) for g in groups], 1))
+
+
+def with_min_mov(params: MotionParams, sample: np.ndarray) -> MotionParams:
+    """Fix ``min_mov`` once per movie (from the template sample), so every block gets the
+    same ``nonneg_movie`` offset; CaImAn takes the minimum of the first 400 frames."""
+    if not params.nonneg_movie or params.min_mov is not None:
+        return params
+    finite = sample[np.isfinite(sample)]
+    return params.replace(min_mov=float(finite.min()) if finite.size else 0.0)
+
+
+def plan_for(movie: Movie, params: MotionParams, plan: ChunkPlan | None) -> ChunkPlan:
+    """The plan the store was converted with, re-planned if the motion grid changed."""
+    if plan is None:
+        stored = movie.metadata.plan
+        if stored is None:
+            raise MovieError("the input store has no chunk plan: convert it with "
+                             "caiman_dask.movie.to_zarr(chunks='auto') first")
+        plan = ChunkPlan.from_dict(stored)
+    if (plan.num_frames_split, tuple(plan.strides), tuple(plan.overlaps)) == (
+            params.num_frames_split, tuple(params.strides), tuple(params.overlaps)):
+        return plan
+    return plan_chunks(movie.shape, str(movie.dtype), rf=plan.rf, stride=plan.stride,
+                       border_pix=plan.border_pix, num_frames_split=params.num_frames_split,
+                       strides=params.strides, overlaps=params.overlaps)
+
+
+def run_pass(tasks: list[BlockTask], template: np.ndarray, params: MotionParams,
+             view: BaseView, label: str) -> list[BlockSummary]:
+    """Map the block tasks over the view, with progress; summaries in block order."""
+    items = [(task, template, params) for task in tasks]
+    summaries: list[BlockSummary] = []
+    with Progress(label, total=len(tasks)) as progress:
+        for summary in view.imap_unordered(correct_store_block, items):
+            summaries.append(summary)
+            progress.advance()
+    return sorted(summaries, key=lambda s: s.index)
+
+
+def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, Any],
+                   view: BaseView, plan: ChunkPlan | None = None,
+                   storage_options: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> MotionResult:
+    """Motion-correct a caiman-dask store into a new corrected store.
+
+    Parameters
+    ----------
+    source : str
+        Path or URL of a caiman-dask store (``caiman_dask.movie.to_zarr``).
+    dest : str
+        Path or URL of the corrected store to create.
+    params : MotionParams or dict
+        CaImAn's ``motion`` group.
+    view : BaseView
+        Where tasks run: the dview from ``setup_cluster`` or a ``SerialView``.
+    plan : ChunkPlan, optional
+        Chunk plan; default the one recorded at conversion (re-planned if the
+        motion grid differs).
+    storage_options : dict, optional
+        fsspec options for URLs.
+    overwrite : bool
+        Replace ``dest`` if it is a caiman-dask store.
+
+    Returns
+    -------
+    MotionResult
+    """
+    params = params if isinstance(params, MotionParams) else MotionParams.from_dict(params)
+    movie = open_store(source, storage_options=storage_options)
+    if movie.data.ndim != 3:
+        raise ParameterError(f"{source}: motion correction takes (T, Y, X) movies, this one "
+                             f"is {movie.shape}")
+    params.validate(movie.shape[1:])
+    plan = plan_for(movie, params, plan)
+    tasks_src = ArrayRef(source, storage_options)
+    sample = read_sample(tasks_src, movie.shape[0], movie.data.chunksize[0], view)
+    params = with_min_mov(params, sample)
+    template = rigid_template(sample, params)
+    prepare_destination(dest, storage_options, overwrite=overwrite)
+    attrs = corrected_attrs(source, storage_options, plan, params)
+    group, _ = create_store(dest, storage_options, plan.corrected, attrs)
+    regions = [(slice(a, b),) + (slice(None),) * 2 for a, b in plan.time_blocks]
+    validate_aligned_writes(plan.corrected, regions, name="motion-correction blocks")
+    dest_ref = ArrayRef(dest, storage_options)
+    summaries, template = _passes(plan, tasks_src, dest_ref, template, params, view)
+    result = _result(dest, template, summaries)
+    _record(group, result)
+    attrs["motion"]["offset"] = result.offset
+    finish_store(group, attrs, [s.written for s in summaries],
+                 expected=int(np.prod(movie.shape)) * 4)
+    return result
+
+
+def _passes(plan: ChunkPlan, source: ArrayRef, dest: ArrayRef, template: np.ndarray,
+            params: MotionParams, view: BaseView) -> tuple[list[BlockSummary], np.ndarray]:
+    rigid = params.replace(pw_rigid=False)
+    passes = [(rigid, f"motion rigid {i + 1}/{params.niter_rig}") for i in range(params.niter_rig)]
+    if params.pw_rigid:
+        passes.append((params, "motion pw-rigid"))
+    for number, (pass_params, label) in enumerate(passes):
+        last = number == len(passes) - 1
+        tasks = [BlockTask(i, a, b, source, dest if last else None)
+                 for i, (a, b) in enumerate(plan.time_blocks)]
+        summaries = run_pass(tasks, template, pass_params, view, label)
+        template = meta_template([s.mean_image for s in summaries])
+    return summaries, template
+
+
+def _result(dest: str, template: np.ndarray, summaries: list[BlockSummary]) -> MotionResult:
+    pw = [s.pw_shifts for s in summaries]
+    return MotionResult(
+        path=dest, template=template,
+        rigid_shifts=np.concatenate([s.rigid_shifts for s in summaries]),
+        pw_shifts=None if pw[0] is None else np.concatenate(pw),
+        flags=np.concatenate([s.flags for s in summaries]),
+        offset=summaries[0].offset,
+    )
+
+
+def corrected_attrs(source: str, storage_options: dict[str, Any] | None, plan: ChunkPlan,
+                     params: MotionParams) -> dict[str, Any]:
+    attrs = dict(zarr.open_group(ArrayRef(source, storage_options).open().store, mode="r")
+                 .attrs[ATTRS_KEY])
+    layout = plan.corrected
+    attrs.update({"dtype": layout.dtype, "layout": layout.to_dict(), "plan": plan.to_dict(),
+                  "complete": False, "motion": {"source": source, "params": params.to_dict()}})
+    return attrs
+
+
+def _record(group: zarr.Group, result: MotionResult) -> None:
+    """Store shifts, template and flags beside the corrected movie."""
+    arrays = {"template": result.template, "rigid_shifts": result.rigid_shifts,
+              "flags": result.flags}
+    if result.pw_shifts is not None:
+        arrays["pw_shifts"] = result.pw_shifts
+    for name, data in arrays.items():
+        group.create_array(name, data=np.ascontiguousarray(data), overwrite=True)

@@ -12,7 +12,7 @@ import sys
 
 from caiman_dask.errors import CaimanDaskError
 
-COMMANDS: tuple[str, ...] = ("info", "plan", "convert", "motion", "score")
+COMMANDS: tuple[str, ...] = ("info", "demo", "plan", "convert", "motion", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:

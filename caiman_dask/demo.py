@@ -43,7 +43,7 @@ def make_demo_movie(folder: str | pathlib.Path, *, dims: tuple[int, int] = (128,
     """Write a TIFF of neurons with GCaMP-like traces, neuropil, noise and slow motion."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    truth = make_movie(dims=dims, T=n_frames, K=n_neurons, gSig=5.0, seed=seed,
+    truth = make_movie(dims=dims, T=n_frames, K=n_neurons, gSig=5.0, seed=seed, baseline=15.0,
                        fr=DEMO_PARAMS["data"]["fr"])
     displacements = random_walk(np.random.default_rng(seed + 1), n_frames, step=0.3, limit=3)
     frames = move_frames(truth.Y, displacements)

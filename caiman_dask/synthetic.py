@@ -86,8 +86,13 @@ def make_movie(*, dims: tuple[int, int] = (64, 64), T: int = 1000, K: int = 10,
                gSig: float = 4.0, fr: float = 30.0, decay_time: float = 0.4,
                rise_time: float = 0.05, rate: float = 1.0, amplitude: float = 25.0,
                background: float = 20.0, read_noise: float = 2.0, min_dist: float = 6.0,
-               seed: int = 0) -> SynthMovie:
-    """Simulate a movie; see :class:`SynthMovie` for the ground truth returned."""
+               baseline: float = 0.0, seed: int = 0) -> SynthMovie:
+    """Simulate a movie; see :class:`SynthMovie` for the ground truth returned.
+
+    ``baseline`` adds a resting fluorescence (photons at a footprint's peak) to every
+    neuron, so cells show in the mean image as in real two-photon data; ``C`` stays the
+    activity above it.
+    """
     rng = np.random.default_rng(seed)
     g = ar2_coefficients(fr=fr, decay_time=decay_time, rise_time=rise_time)
     S = spike_trains(rng, K=K, T=T, fr=fr, rate=rate) * amplitude
@@ -95,7 +100,7 @@ def make_movie(*, dims: tuple[int, int] = (64, 64), T: int = 1000, K: int = 10,
     centers = _place(rng, dims, K, margin=gSig, min_dist=min_dist)
     A = footprints(rng, centers, dims, gSig=gSig)
     b, f = neuropil(dims, T, level=background, fr=fr)
-    rate_img = A @ C + b @ f
+    rate_img = A @ (C + baseline) + b @ f
     counts = rng.poisson(rate_img).astype(np.float64)
     noisy = counts + rng.normal(0.0, read_noise, size=counts.shape)
     Y = noisy.T.reshape(T, dims[1], dims[0]).transpose(0, 2, 1).astype(np.float32)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -123,5 +125,8 @@ def test_command_line(shifted, capsys):
     code = main(["motion", store, "-o", str(folder / "cli.zarr"), "--max-shifts", "8",
                  "--num-frames-split", "50", "--backend", "single"])
     assert code == 0
-    assert "corrected 200 frames" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "corrected 200 frames" in out
+    before, after = map(float, re.search(r"crispness ([0-9.e+]+) -> ([0-9.e+]+)", out).groups())
+    assert after > before  # the mean image got sharper
     assert open_store(str(folder / "cli.zarr")).shape == (200, 96, 128)

@@ -6,9 +6,12 @@ import argparse
 import json
 from typing import Any
 
+import numpy as np
+
 from caiman_dask.cli.common import add_cluster_arguments, cluster_session, parse_pair
 from caiman_dask.errors import ConfigError
 from caiman_dask.motion.driver import motion_correct
+from caiman_dask.motion.quality import store_metrics
 
 #: CLI flag -> CaImAn ``motion`` key.
 FLAGS = {"max_shifts": parse_pair, "strides": parse_pair, "overlaps": parse_pair,
@@ -43,6 +46,12 @@ def run(args: argparse.Namespace) -> int:
     shifts = abs(result.rigid_shifts).max(axis=0)
     print(f"corrected {len(result.rigid_shifts)} frames into {result.path}; "
           f"largest rigid shift {shifts[0]:.2f} x {shifts[1]:.2f} px")
+    crop = tuple(int(np.ceil(s)) + 1 for s in shifts)
+    metrics = store_metrics(args.input, args.output, crop=crop)
+    print(f"first {len(metrics.before.correlations)} frames: crispness "
+          f"{metrics.before.crispness:.4g}"
+          f" -> {metrics.after.crispness:.4g}, mean correlation with the mean image "
+          f"{metrics.before.mean_correlation:.3f} -> {metrics.after.mean_correlation:.3f}")
     return 0
 
 

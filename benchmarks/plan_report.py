@@ -7,8 +7,9 @@ Writes ``benchmarks/results/plan_report.json``:
   movie (600x256x256, rf 25, stride 10) and CaImAn's demo-sized movie.
 - ``measured`` (with ``--measure``): a generated float32 ``T x 512 x 512`` movie
   written block by block, then every CNMF patch read, for the plan that CNMF reads
-  ``corrected`` directly (``rechunk=False``) and for the plan with a rechunk pass;
-  seconds per stage, in one process (zarr's own thread pool), on ``--dir``.
+  ``corrected`` directly (``rechunk=False``), for the plan with a rechunk pass, and for a
+  store with dask's default ("auto") chunks; seconds per stage, in one process (zarr's own
+  thread pool), on ``--dir``.
 
 Usage: ``python benchmarks/plan_report.py [--measure] [--frames 600] [--dir /tmp]``
 """
@@ -88,6 +89,20 @@ def measure_plan(plan: ChunkPlan, movie: np.ndarray, root: pathlib.Path) -> dict
     return stages
 
 
+def measure_dask_default(movie: np.ndarray, root: pathlib.Path) -> dict[str, Any]:
+    """The same writes and patch reads on a store with dask's default chunks."""
+    from dask.array.core import normalize_chunks
+
+    chunks = tuple(c[0] for c in normalize_chunks("auto", movie.shape, dtype=movie.dtype))
+    store = zarr.create_array(root / "default.zarr", shape=movie.shape, dtype=movie.dtype,
+                              chunks=chunks)
+    stages = {"write_s": timed(lambda: store.__setitem__(slice(None), movie))}
+    plan = plan_chunks(movie.shape, "uint16", rf=25, stride=6, num_frames_split=100)
+    stages["patch_reads_s"] = timed(
+        lambda: [store[0:movie.shape[0], p.y, p.x] for p in plan.patches()])
+    return {"chunks": list(chunks), **stages}
+
+
 def measure(frames: int, directory: str | None) -> dict[str, Any]:
     """Direct vs rechunk on a generated ``frames x 512 x 512`` float32 movie."""
     out: dict[str, Any] = {"shape": [frames, 512, 512], "zarr": zarr.__version__}
@@ -104,6 +119,12 @@ def measure(frames: int, directory: str | None) -> dict[str, Any]:
         finally:
             shutil.rmtree(root, ignore_errors=True)
         print(label, out[label], flush=True)
+    root = pathlib.Path(tempfile.mkdtemp(prefix="plan-bench-", dir=directory))
+    try:
+        out["dask_default"] = measure_dask_default(movie, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print("dask_default", out["dask_default"], flush=True)
     return out
 
 

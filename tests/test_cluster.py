@@ -50,7 +50,8 @@ def test_threads_pinned_inside_workers_even_against_the_users_environment(monkey
         assert n == 2
         (report,) = client.run(threading_report).values()
         assert report["opencv_threads"] == 2
-        assert set(report["threadpools"].values()) == {2}
+        pools = report["threadpools"].values()  # some bundled BLAS are built single-threaded
+        assert max(pools) == 2 and all(n <= 2 for n in pools)
         assert report["env"]["OMP_NUM_THREADS"] == "2"
         assert report["env"]["MALLOC_TRIM_THRESHOLD_"] is None
     finally:

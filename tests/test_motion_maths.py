@@ -66,7 +66,7 @@ def neurofinder(neurofinder_tif) -> np.ndarray:
 def test_sign_convention_integer_shift(scene: np.ndarray) -> None:
     template = ms.crop(scene, PAD)
     frame = ms.rigid_movie(scene, np.array([[3.0, -2.0]]), pad=PAD)
-    result = correct_block(frame, template, MotionParams(nonneg_movie=False))
+    result = correct_block(frame, template, MotionParams(nonneg_movie=False, border_nan=True))
     # content moved down 3 / left 2: the shift to apply moves it back up 3 / right 2
     np.testing.assert_allclose(result.rigid_shifts[0], [-3.0, 2.0], atol=1e-6)
     np.testing.assert_allclose(result.corrected[0, 3:-3, 3:-3], template[3:-3, 3:-3],
@@ -269,7 +269,7 @@ def test_params_defaults_and_caiman_dict() -> None:
     assert (params.max_deviation_rigid, params.upsample_factor_grid, params.niter_rig,
             params.num_frames_split) == (3, 4, 1, 80)
     assert (params.pw_rigid, params.shifts_opencv, params.border_nan, params.gSig_filt,
-            params.nonneg_movie) == (False, True, True, None, True)
+            params.nonneg_movie) == (False, True, "copy", None, True)  # CNMFParams' default
     caiman = {"max_shifts": [10, 12], "strides": [48, 48], "overlaps": [24, 24],
               "pw_rigid": True, "gSig_filt": [3, 3], "splits_rig": 14, "use_cuda": False,
               "indices": [[None, None, None], [None, None, None]], "min_mov": None}

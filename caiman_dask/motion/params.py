@@ -97,8 +97,9 @@ class MotionParams:
         Apply shifts with OpenCV cubic interpolation (True) or in Fourier space (False).
     border_nan : {True, False, 'copy', 'min'}
         Pixels whose source lies outside the frame become NaN (True), 0 (False), the nearest
-        edge pixel ('copy') or the frame's minimum ('min'). The default is
-        ``MotionCorrect``'s True; CaImAn's ``CNMFParams`` uses 'copy'.
+        edge pixel ('copy') or the frame's minimum ('min'). The default is CaImAn's
+        ``CNMFParams`` 'copy' (one parameter file serves both engines, and CNMF needs
+        finite pixels); ``MotionCorrect`` alone defaults to True.
     gSig_filt : tuple of int or None
         High-pass (mean-subtracted Gaussian) filter half-size for one-photon data; shifts are
         computed on filtered frames and applied to raw frames.
@@ -117,7 +118,7 @@ class MotionParams:
     num_frames_split: int = 80
     pw_rigid: bool = False
     shifts_opencv: bool = True
-    border_nan: bool | str = True
+    border_nan: bool | str = "copy"
     gSig_filt: tuple[int, int] | None = None
     nonneg_movie: bool = True
     min_mov: float | None = None

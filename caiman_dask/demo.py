@@ -52,16 +52,6 @@ def make_demo_movie(folder: str | pathlib.Path, *, dims: tuple[int, int] = (128,
     return DemoMovie(path, truth, displacements)
 
 
-@dataclass(frozen=True)
-class DemoResult:
-    """What the demo found, against the truth."""
-
-    outdir: pathlib.Path
-    shift_rms_error: float
-    n_frames: int
-    seconds: dict[str, float]
-
-
 def shift_error(found: np.ndarray, displacements: np.ndarray) -> float:
     """RMS error (px) of found shifts against known displacements, template offset removed."""
     error = found + displacements

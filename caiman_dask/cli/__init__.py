@@ -12,7 +12,7 @@ import sys
 
 from caiman_dask.errors import CaimanDaskError
 
-COMMANDS: tuple[str, ...] = ("info", "demo", "plan", "convert", "motion", "score")
+COMMANDS: tuple[str, ...] = ("info", "demo", "run", "plan", "convert", "motion", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"caiman-dask {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

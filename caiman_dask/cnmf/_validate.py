@@ -79,6 +79,9 @@ def _check_rest(params: Any) -> None:
              "must be > 0 s")
     _require(-1 <= params.merging.merge_thr <= 1, "merging.merge_thr", params.merging.merge_thr,
              "a correlation threshold must lie in [-1, 1]")
+    dup = params.merging.duplicate_thr
+    _require(dup is None or 0 < dup <= 1, "merging.duplicate_thr", dup,
+             "must be None (off) or a cosine similarity in (0, 1]")
     quality = params.quality
     _require(not quality.use_cnn, "quality.use_cnn", quality.use_cnn,
              "the built-in engine has no CNN classifier; set quality.use_cnn=false or use "

@@ -66,3 +66,16 @@ def assemble_patches(results: Sequence[PatchResult], origins: Sequence[tuple[int
     b, f = combine_backgrounds(sp.hstack(bcols, format="csc"), np.concatenate(bgs), nb)
     return Assembled(A=sp.hstack(cols, format="csc"), C=np.concatenate(traces),
                      YrA=np.concatenate(resid), b=b, f=f, patch_of=np.concatenate(owner))
+
+
+def assemble_noise(results: Sequence[PatchResult], origins: Sequence[tuple[int, int]],
+                   dims: tuple[int, int]) -> np.ndarray:
+    """Pixel noise (npix,) of the field of view from the patches' ``sn``.
+
+    A pixel's noise depends only on its own trace, so overlapping patches agree; the
+    last patch covering a pixel is kept. Pixels outside every patch get 0.
+    """
+    sn = np.zeros(dims[0] * dims[1])
+    for origin, res in zip(origins, results, strict=True):
+        sn[patch_pixels(origin, res.dims, dims)] = res.sn
+    return sn

@@ -129,21 +129,43 @@ def evaluation_block(Y_block: np.ndarray, M: sp.spmatrix) -> np.ndarray:
     return np.asarray(sp.csc_matrix(M).T @ np.asarray(Y_block, dtype=np.float64).T).T
 
 
-def spatial_rvalues(YM: np.ndarray, A: sp.spmatrix | np.ndarray) -> np.ndarray:
+def on_support(YM_block: np.ndarray, A_block: sp.spmatrix | np.ndarray) -> sp.csc_matrix:
+    """``YM_block`` (npix_block, K) kept only on the support of ``A_block`` (same rows).
+
+    Lets a driver stack blockwise ``(Y - b f) @ M`` without holding a dense (npix, K).
+    """
+    A = sp.coo_matrix(A_block)
+    keep = A.data != 0
+    rows, cols = A.row[keep], A.col[keep]
+    vals = np.asarray(YM_block)[rows, cols]
+    return sp.csc_matrix((vals, (rows, cols)), shape=A.shape)
+
+
+def spatial_rvalues(YM: np.ndarray | sp.spmatrix, A: sp.spmatrix | np.ndarray) -> np.ndarray:
     """Correlation (K,) of each footprint with ``YM[:, k]`` over the footprint's support.
 
-    ``YM`` (npix, K) is the background-subtracted mean active frame, ``(Yr - b f) @ M``.
+    ``YM`` (npix, K) is the background-subtracted mean active frame, ``(Yr - b f) @ M``,
+    dense or (from :func:`on_support`) sparse on the footprints' supports. Footprints
+    of fewer than 3 pixels get -1.
     """
-    A = sp.csc_matrix(A)
-    r = np.full(A.shape[1], -1.0)
-    for k in range(A.shape[1]):
-        rows = A.indices[A.indptr[k]:A.indptr[k + 1]]
-        if rows.size < 3:
-            continue
-        x, y = YM[rows, k] - YM[rows, k].mean(), A.data[A.indptr[k]:A.indptr[k + 1]]
-        y = y - y.mean()
-        den = np.sqrt(float(x @ x) * float(y @ y))
-        r[k] = float(x @ y) / den if den > 0 else -1.0
+    coo = sp.coo_matrix(sp.csc_matrix(A))
+    keep = coo.data != 0
+    rows, cols, y = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
+    if sp.issparse(YM):
+        x = np.asarray(sp.csr_matrix(YM)[rows, cols], dtype=np.float64).ravel()
+    else:
+        x = np.asarray(YM, dtype=np.float64)[rows, cols]
+    K = A.shape[1]
+    n = np.bincount(cols, minlength=K).astype(np.float64)
+    safe = np.maximum(n, 1.0)
+    x = x - (np.bincount(cols, weights=x, minlength=K) / safe)[cols]
+    y = y - (np.bincount(cols, weights=y, minlength=K) / safe)[cols]
+    sxy = np.bincount(cols, weights=x * y, minlength=K)
+    den = np.sqrt(np.bincount(cols, weights=x * x, minlength=K)
+                  * np.bincount(cols, weights=y * y, minlength=K))
+    r = np.full(K, -1.0)
+    ok = (n >= 3) & (den > 0)
+    r[ok] = sxy[ok] / den[ok]
     return r
 
 

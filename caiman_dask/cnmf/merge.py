@@ -41,11 +41,22 @@ def trace_correlation(C: np.ndarray) -> np.ndarray:
     return X @ X.T
 
 
-def merge_graph(A: sp.csc_matrix, C: np.ndarray, merge_thr: float) -> np.ndarray:
-    """Label (K,) of each component's group in the graph "overlap AND corr > merge_thr"."""
+def footprint_similarity(A: sp.csc_matrix) -> np.ndarray:
+    """Cosine similarity (K, K) of the footprints (columns of ``A``)."""
+    norm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0))).ravel()
+    An = sp.csc_matrix(A @ sp.diags(1.0 / np.where(norm > 0, norm, 1.0)))
+    return (An.T @ An).toarray()
+
+
+def merge_graph(A: sp.csc_matrix, C: np.ndarray, merge_thr: float,
+                duplicate_thr: float | None = None) -> np.ndarray:
+    """Label (K,) of each component's group in the graph "overlap AND corr > merge_thr"
+    (OR footprint cosine similarity > ``duplicate_thr``, when given)."""
     support = sp.csc_matrix(A > 0, dtype=np.float32)
     overlap = (support.T @ support).toarray() > 0
     edges = overlap & (trace_correlation(C) > merge_thr)
+    if duplicate_thr is not None:
+        edges |= footprint_similarity(A) > duplicate_thr
     np.fill_diagonal(edges, False)
     _, labels = connected_components(sp.csr_matrix(edges), directed=False)
     return labels
@@ -60,9 +71,10 @@ def _merge_group(A: sp.csc_matrix, C: np.ndarray, group: np.ndarray
     return rows, a, c
 
 
-def _merge_once(A: sp.csc_matrix, C: np.ndarray, merge_thr: float
+def _merge_once(A: sp.csc_matrix, C: np.ndarray, merge_thr: float,
+                duplicate_thr: float | None
                 ) -> tuple[sp.csc_matrix, np.ndarray, list[np.ndarray]]:
-    labels = merge_graph(A, C, merge_thr)
+    labels = merge_graph(A, C, merge_thr, duplicate_thr)
     sizes = np.bincount(labels)
     single = np.flatnonzero(sizes[labels] == 1)
     groups = [np.flatnonzero(labels == lab) for lab in np.flatnonzero(sizes > 1)]
@@ -77,7 +89,7 @@ def _merge_once(A: sp.csc_matrix, C: np.ndarray, merge_thr: float
 
 
 def merge_components(A: np.ndarray | sp.spmatrix, C: np.ndarray, *, merge_thr: float = 0.8,
-                     max_rounds: int = 10) -> MergeResult:
+                     max_rounds: int = 10, duplicate_thr: float | None = None) -> MergeResult:
     """Merge overlapping, correlated components until none is left to merge.
 
     Parameters
@@ -90,6 +102,11 @@ def merge_components(A: np.ndarray | sp.spmatrix, C: np.ndarray, *, merge_thr: f
         Correlation threshold (``merging.merge_thr``).
     max_rounds : int
         Upper bound on merge rounds.
+    duplicate_thr : float, optional
+        Also merge footprints whose cosine similarity exceeds this, whatever their
+        traces: one neuron found twice (two greedy seeds, or two overlapping patches)
+        whose activity HALS splits between the copies, so that neither trace
+        correlates with the other. None (CaImAn's rule) disables it.
 
     Returns
     -------
@@ -103,7 +120,7 @@ def merge_components(A: np.ndarray | sp.spmatrix, C: np.ndarray, *, merge_thr: f
     for _ in range(max_rounds):
         if A.shape[1] < 2:
             break
-        A, C, new = _merge_once(A, C, merge_thr)
+        A, C, new = _merge_once(A, C, merge_thr, duplicate_thr)
         if len(new) == len(sources):
             break
         sources = [np.sort(np.concatenate([sources[i] for i in s])) for s in new]

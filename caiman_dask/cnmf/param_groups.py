@@ -177,7 +177,12 @@ class MergingParams:
     merge_thr: float = 0.8
     merge_parallel: bool = False
     max_merge_area: Any = None
+    duplicate_thr: float | None = 0.8
     UNUSED = ("merge_parallel", "max_merge_area")
+    #: ``duplicate_thr`` is a caiman-dask extension (CaImAn has no such key): also merge
+    #: components whose footprints have cosine similarity above it, whatever their
+    #: traces (one neuron seeded twice splits its activity between the copies, so
+    #: their traces do not correlate). None keeps CaImAn's rule only.
 
 
 @dataclasses.dataclass(frozen=True)

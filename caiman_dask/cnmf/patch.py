@@ -149,7 +149,8 @@ def fit_patch(Y: np.ndarray, params: CNMFParams, *, seed: int = 0) -> PatchResul
         A, b, kept = _spatial(Yr, A, b, tr.C, tr.f, dims, params)
         tr = _temporal(Yr, A, b, tr.C[kept], tr.f, params, deconvolve_traces=True)
         if rnd == 0 and params.merging.do_merge and A.shape[1] > 1:
-            merged = merge_components(A, tr.C, merge_thr=params.merging.merge_thr)
+            merged = merge_components(A, tr.C, merge_thr=params.merging.merge_thr,
+                                          duplicate_thr=params.merging.duplicate_thr)
             A, C = merged.A.toarray(), merged.C
             tr = dataclasses.replace(tr, C=C)
     return _normalised(Yr, A, b, tr, sn, dims)

@@ -113,3 +113,20 @@ def noise_block(Y_block: np.ndarray, params: CNMFParams) -> np.ndarray:
     return get_noise_fft(np.asarray(Y_block, dtype=np.float32), noise_range=pre.noise_range,
                          noise_method=pre.noise_method,
                          max_num_samples_fft=pre.max_num_samples_fft)
+
+
+def normalize_components(A: sp.spmatrix, tr: TemporalResult
+                         ) -> tuple[sp.csc_matrix, TemporalResult]:
+    """Unit-L2 footprints, amplitude moved into the traces (CaImAn's convention).
+
+    Scales ``C``, ``S``, ``YrA``, ``bl``, ``c1`` and ``neurons_sn`` by each footprint's
+    norm; ``A`` must have no empty column (``finish_spatial`` drops them).
+    """
+    A = sp.csc_matrix(A, dtype=np.float64)
+    norm = np.sqrt(np.asarray(A.multiply(A).sum(axis=0))).ravel()
+    norm = np.where(norm > 0, norm, 1.0)
+    col = norm[:, None]
+    A = sp.csc_matrix(A @ sp.diags(1.0 / norm))
+    return A, dataclasses.replace(tr, C=tr.C * col, S=tr.S * col, YrA=tr.YrA * col,
+                                  bl=tr.bl * norm, c1=tr.c1 * norm,
+                                  neurons_sn=tr.neurons_sn * norm)

@@ -1,0 +1,176 @@
+"""Full-field refinement and evaluation in pixel-block tasks (driver, no maths).
+
+A pixel block is a band of whole columns ``[x0, x1)`` of the frame: in CaImAn's F-order
+pixel numbering that is the contiguous rows ``d1*x0 .. d1*x1`` of ``Yr``. Each task
+opens the zarr store itself and reads only its band (all frames); the client holds the
+factors, never the movie. Block results are combined in increasing block order
+(:mod:`caiman_dask.cnmf.refine` explains what is summed), so results do not depend on
+the number of workers or on the order in which tasks finish.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from caiman_dask.cnmf.evaluate import (Evaluation, activity_matrix, classify,
+                                       evaluation_block, footprint_area, on_support,
+                                       spatial_rvalues, trace_snr)
+from caiman_dask.cnmf.params import CNMFParams
+from caiman_dask.cnmf.refine import (Products, block_products, finish_spatial,
+                                     spatial_block, sum_products, temporal_update)
+from caiman_dask.cnmf.spatial import full_support, to_pixels
+from caiman_dask.cnmf.temporal import TemporalResult
+from caiman_dask.movie.ref import ArrayRef
+from caiman_dask.progress import Progress
+from caiman_dask.view.base import BaseView
+
+#: Decoded float32 bytes of one pixel block (all frames); bounds a task's movie memory.
+BLOCK_BYTES = 64 << 20
+#: At least this many blocks when the frame has enough columns (parallelism).
+MIN_BLOCKS = 4
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_blas_thread(fn: F) -> F:
+    """Run a task with one BLAS thread: multithreaded BLAS sums in an order that depends
+    on the thread count, and results must not depend on where a task runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PixelBlock:
+    """Columns ``[x0, x1)`` of the frame, i.e. pixel rows ``[start, stop)`` of ``Yr``."""
+
+    index: int
+    x0: int
+    x1: int
+    start: int
+    stop: int
+    source: ArrayRef
+
+    def read(self) -> np.ndarray:
+        """``Yr`` rows of this block: (npix_block, T) float32."""
+        frames = np.asarray(self.source.open()[:, :, self.x0:self.x1], dtype=np.float32)
+        return to_pixels(frames)
+
+
+@dataclass(frozen=True)
+class Factors:
+    """The model on the client: ``A`` csc (npix, K), ``b`` (npix, nb), traces."""
+
+    A: sp.csc_matrix
+    b: np.ndarray
+    C: np.ndarray
+    f: np.ndarray
+
+
+def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], x_chunk: int, *,
+                 block_bytes: int = BLOCK_BYTES) -> list[PixelBlock]:
+    """Column bands of about ``block_bytes``, aligned to the store's column chunks."""
+    T, d1, d2 = shape
+    cols = max(1, block_bytes // max(T * d1 * 4, 1))
+    cols = min(cols, max(1, math.ceil(d2 / MIN_BLOCKS)))
+    if cols >= x_chunk:
+        cols -= cols % x_chunk
+    edges = list(range(0, d2, cols)) + [d2]
+    return [PixelBlock(i, a, b, d1 * a, d1 * b, source)
+            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
+@one_blas_thread
+def spatial_task(item: tuple[PixelBlock, np.ndarray, sp.csc_matrix, sp.csc_matrix]
+                 ) -> tuple[int, sp.csc_matrix]:
+    """Task: new ``[A, b]`` rows of one block."""
+    block, W, Ab_rows, mask_rows = item
+    return block.index, sp.csc_matrix(spatial_block(block.read(), Ab_rows, mask_rows, W))
+
+
+@one_blas_thread
+def products_task(item: tuple[PixelBlock, sp.csc_matrix]) -> tuple[int, Products]:
+    """Task: ``Ab.T @ Yr`` and ``Ab.T @ Ab`` of one block."""
+    block, Ab_rows = item
+    return block.index, block_products(block.read(), Ab_rows)
+
+
+@one_blas_thread
+def evaluation_task(item: tuple[PixelBlock, sp.csc_matrix, sp.csc_matrix, np.ndarray,
+                                np.ndarray]) -> tuple[int, sp.csc_matrix]:
+    """Task: ``(Yr - b f) @ M`` of one block, kept on the footprints' supports."""
+    block, M, A_rows, b_rows, fM = item
+    YM = evaluation_block(block.read(), M) - b_rows @ fM
+    return block.index, on_support(YM, A_rows)
+
+
+def _run(view: BaseView, fn: Callable[[tuple], tuple[int, Any]], items: list[tuple],
+         label: str) -> list[Any]:
+    """Map ``fn`` over flat block items (block first) with progress; block order out."""
+    out: list[Any] = [None] * len(items)
+    with Progress(label, total=len(items)) as progress:
+        for index, result in view.imap_unordered(fn, items):
+            out[index] = result
+            progress.advance()
+    return out
+
+
+def _rows(M: sp.spmatrix, block: PixelBlock) -> sp.csc_matrix:
+    return sp.csc_matrix(sp.csr_matrix(M)[block.start:block.stop])
+
+
+def spatial_pass(blocks: list[PixelBlock], model: Factors, dims: tuple[int, int],
+                 params: CNMFParams, view: BaseView, label: str):
+    """One spatial update over all blocks; returns ``finish_spatial``'s result."""
+    nb = model.b.shape[1]
+    mask = full_support(model.A, dims, nb)
+    Ab = sp.hstack([model.A, sp.csc_matrix(model.b)], format="csr")
+    W = np.concatenate([model.C, model.f], axis=0)
+    items = [(blk, W, _rows(Ab, blk), _rows(mask, blk)) for blk in blocks]
+    parts = _run(view, spatial_task, items, label)
+    return finish_spatial(sp.vstack(parts, format="csc"), dims, nb, params)
+
+
+def temporal_pass(blocks: list[PixelBlock], A: sp.csc_matrix, b: np.ndarray, C: np.ndarray,
+                  f: np.ndarray, params: CNMFParams, view: BaseView,
+                  label: str) -> TemporalResult:
+    """Blockwise products summed in block order, then the whole-FOV temporal update."""
+    Ab = sp.hstack([A, sp.csc_matrix(b)], format="csr")
+    parts = _run(view, products_task, [(blk, _rows(Ab, blk)) for blk in blocks], label)
+    return temporal_update(sum_products(parts), C, f, params)
+
+
+def refine_round(blocks: list[PixelBlock], model: Factors, dims: tuple[int, int],
+                 params: CNMFParams, view: BaseView, label: str
+                 ) -> tuple[sp.csc_matrix, np.ndarray, TemporalResult]:
+    """Spatial then temporal update over the full field: ``(A, b, temporal result)``."""
+    spatial = spatial_pass(blocks, model, dims, params, view, f"{label} spatial")
+    tr = temporal_pass(blocks, spatial.A, spatial.b, model.C[spatial.kept], model.f, params,
+                       view, f"{label} temporal")
+    return spatial.A, spatial.b, tr
+
+
+def evaluate_pass(blocks: list[PixelBlock], A: sp.csc_matrix, b: np.ndarray, C: np.ndarray,
+                  f: np.ndarray, YrA: np.ndarray, params: CNMFParams,
+                  view: BaseView) -> Evaluation:
+    """CaImAn's component evaluation with blockwise ``Yr @ M``."""
+    M = activity_matrix(C, A)
+    fM = evaluation_block(f, M)
+    Ar, br = sp.csr_matrix(A), np.asarray(b)
+    items = [(blk, M, _rows(Ar, blk), br[blk.start:blk.stop], fM) for blk in blocks]
+    YM = sp.vstack(_run(view, evaluation_task, items, "cnmf evaluate"), format="csc")
+    snr = trace_snr(C + YrA, fr=params.data.fr, decay_time=params.data.decay_time)
+    return classify(snr, spatial_rvalues(YM, A), params, areas=footprint_area(A))

@@ -1,0 +1,90 @@
+"""Which store CNMF tasks read, and the rechunk passes that make it (driver, no maths).
+
+CNMF patch tasks read all frames of one spatial patch, so they need small spatial
+chunks (``plan.cnmf_layout``). When the input store is not laid out that way it is
+copied into ``work_dir`` with :func:`~caiman_dask.movie.rechunk.rechunk_store`. A
+copy whose tasks would each read far more than their own region (a column of all
+frames out of whole-frame chunks, as in a raw store) goes through ``plan.corrected``
+first: one pass per time block, then one pass per rechunked shard, each byte read once.
+A complete copy already in ``work_dir`` with the wanted layout is reused (resume).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from caiman_dask.cnmf.params import CNMFParams
+from caiman_dask.errors import MovieError
+from caiman_dask.layout import StoreLayout
+from caiman_dask.movie.model import Movie
+from caiman_dask.movie.rechunk import read_cost, rechunk_store, source_layout
+from caiman_dask.movie.zarrio import store_attrs
+from caiman_dask.plan import ChunkPlan, plan_chunks
+from caiman_dask.view.base import BaseView
+
+#: Above this read amplification a one-pass copy goes through ``plan.corrected`` first.
+MAX_COPY_AMPLIFICATION = 4.0
+
+
+def cnmf_plan(movie: Movie, params: CNMFParams) -> ChunkPlan:
+    """The store's chunk plan, re-planned when the CNMF patch grid differs from it."""
+    rf, stride = params.patch.rf, params.patch.stride
+    stored = movie.metadata.plan
+    plan = ChunkPlan.from_dict(stored) if stored is not None else None
+    if rf is None:
+        rf = max(movie.shape[1:]) // 2  # no patches: any plan; the layout is not critical
+    if plan is not None and plan.rf == (rf, rf) and (
+            stride is None or plan.stride == (stride, stride)) and (
+            plan.border_pix == params.patch.border_pix):
+        return plan
+    dtype = str(movie.dtype)
+    return plan_chunks(movie.shape, dtype, rf=rf, stride=stride,
+                       border_pix=params.patch.border_pix)
+
+
+def _same_chunks(have: StoreLayout, want: StoreLayout) -> bool:
+    return tuple(have.shape) == tuple(want.shape) and tuple(have.chunks) == tuple(want.chunks)
+
+
+def _reusable(path: str, want: StoreLayout, storage_options: dict[str, Any] | None) -> bool:
+    attrs = store_attrs(path, storage_options)
+    if attrs is None or attrs.get("complete") is not True:
+        return False
+    return StoreLayout.from_dict(attrs["layout"]) == want
+
+
+def _copy(source: str, dest: str, layout: StoreLayout, *, view: BaseView,
+          storage_options: dict[str, Any] | None, label: str) -> str:
+    if _reusable(dest, layout, storage_options):
+        return dest
+    return rechunk_store(source, dest, layout, view=view, storage_options=storage_options,
+                         overwrite=True, label=label)
+
+
+def prepare_source(store: str, plan: ChunkPlan, *, view: BaseView, work_dir: str | None,
+                   storage_options: dict[str, Any] | None = None) -> str:
+    """Path of the store CNMF reads: ``store`` itself, or its rechunked copy.
+
+    Raises
+    ------
+    MovieError
+        A rechunk is needed but there is no ``work_dir`` to write it into.
+    """
+    have = source_layout(store, storage_options)
+    want = plan.cnmf_layout
+    if _same_chunks(have, want) or _same_chunks(have, plan.corrected) and not plan.needs_rechunk:
+        return store
+    if work_dir is None:
+        raise MovieError(f"{store} must be rechunked for CNMF patch reads (chunks "
+                         f"{have.chunks} -> {want.chunks}): give a work_dir to write it into")
+    base = work_dir.rstrip("/")
+    source = store
+    if read_cost(have, want) > MAX_COPY_AMPLIFICATION and not _same_chunks(have,
+                                                                         plan.corrected):
+        corrected = StoreLayout(want.shape, want.dtype, plan.corrected.chunks,
+                                plan.corrected.shards)
+        source = _copy(store, posixpath.join(base, "cnmf-blocks.zarr"), corrected, view=view,
+                       storage_options=storage_options, label="rechunk (time blocks)")
+    return _copy(source, posixpath.join(base, "cnmf-rechunked.zarr"), want, view=view,
+                 storage_options=storage_options, label="rechunk")

@@ -1,0 +1,145 @@
+"""The main job: convert -> motion correction -> CNMF -> evaluation -> results.
+
+Each stage is skipped when ``OUTDIR/run.json`` records it done with the same key (see
+:mod:`caiman_dask.pipeline.state`), so a rerun after an interruption redoes only what is
+missing and a rerun with changed parameters redoes the stages they affect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from caiman_dask.cluster import setup_cluster, stop_server
+from caiman_dask.errors import StoreExistsError
+from caiman_dask.pipeline import stages
+from caiman_dask.pipeline.monitor import MemoryMonitor
+from caiman_dask.pipeline.params import RunParams, resolve_params
+from caiman_dask.pipeline.state import MANIFEST, RunFolder, write_json
+from caiman_dask.view import SerialView
+
+logger = logging.getLogger("caiman_dask.run")
+
+
+@dataclass
+class RunContext:
+    """What every stage needs: the folder, parameters, cluster and bookkeeping."""
+
+    folder: RunFolder
+    params: RunParams
+    client: Any
+    view: Any
+    storage_options: dict[str, Any] | None
+    monitor: MemoryMonitor
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time a stage, track its memory, log it; yields its info dict."""
+        info: dict[str, Any] = {"skipped": False}
+        logger.info("stage %s: started", name)
+        start = time.perf_counter()
+        with self.monitor.stage(name):
+            yield info
+        info["seconds"] = round(time.perf_counter() - start, 3)
+        info["peak_memory"] = self.monitor.peaks.get(name, {})
+        self.timings[name] = info
+        logger.info("stage %s: %s in %.1f s", name, "skipped (done before)"
+                    if info["skipped"] else "done", info["seconds"])
+
+
+def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
+        overrides: Sequence[str] = (), motion: bool = True, backend: Any = None,
+        n_workers: int | None = None, memory_limit: Any = None,
+        threads_per_worker: int | None = None, storage_options: dict[str, Any] | None = None,
+        report: bool = True, regions: str | None = None) -> Any:
+    """Run the whole pipeline on a cluster; return the estimates.
+
+    Parameters
+    ----------
+    inputs : str or list of str
+        Movie files, globs, URLs, or an existing caiman-dask store.
+    outdir : str
+        Output folder (created; a folder of another run is resumed).
+    params : path, dict, RunParams or CaImAn CNMFParams, optional
+        Parameters (CaImAn's groups); ``overrides`` (``GROUP.KEY=VALUE``) apply last.
+    motion : bool
+        Motion-correct (False for movies registered already).
+    backend, n_workers, memory_limit, threads_per_worker
+        The cluster, as for :func:`caiman_dask.setup_cluster`.
+    storage_options : dict, optional
+        fsspec options for URLs.
+    regions : str or sparse matrix, optional
+        Manual ROIs (a neurofinder ``regions.json``, or footprints) to score against.
+
+    Returns
+    -------
+    caiman_dask.results.Estimates
+    """
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    folder = RunFolder(outdir)
+    _check_folder(folder)
+    resolved = resolve_params(params, overrides)
+    folder.lock()
+    try:
+        with _log_to(folder):
+            write_json(folder.path("params.json"), resolved.to_dict())
+            return _run(inputs, folder, resolved, motion, backend, n_workers, memory_limit,
+                        threads_per_worker, storage_options, regions)
+    finally:
+        folder.unlock()
+
+
+def _run(inputs: list[str], folder: RunFolder, params: RunParams, motion: bool, backend: Any,
+         n_workers: Any, memory_limit: Any, threads_per_worker: Any,
+         storage_options: Any, regions: Any) -> Any:
+    client, dview, _ = setup_cluster(backend, n_workers, memory_limit=memory_limit,
+                                     threads_per_worker=threads_per_worker)
+    view = dview if dview is not None else SerialView()
+    if client is not None:
+        logger.info("dashboard: %s", client.dashboard_link)
+    start = time.perf_counter()
+    try:
+        with MemoryMonitor(client) as monitor:
+            ctx = RunContext(folder, params, client, view, storage_options, monitor)
+            raw = stages.convert(ctx, inputs)
+            store = stages.motion(ctx, raw) if motion else raw
+            estimates = stages.cnmf(ctx, store)
+            stages.summarize(ctx, inputs, estimates, time.perf_counter() - start, regions)
+    finally:
+        if dview is None:
+            view.shutdown()
+        else:
+            stop_server(dview)
+    return estimates
+
+
+def _check_folder(folder: RunFolder) -> None:
+    """Refuse a non-empty folder that is not a run folder: never touch a user's files."""
+    root = folder.root
+    if root.exists() and not root.is_dir():
+        raise StoreExistsError(f"{root} exists and is not a folder: choose another output")
+    if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).exists() and not (
+            root / "params.json").exists():
+        raise StoreExistsError(f"{root} holds files that are not from a caiman-dask run: "
+                               "choose a new or empty output folder")
+
+
+@contextlib.contextmanager
+def _log_to(folder: RunFolder) -> Iterator[None]:
+    handler = logging.FileHandler(folder.path("run.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("caiman_dask")
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()

@@ -12,7 +12,7 @@ import sys
 
 from caiman_dask.errors import CaimanDaskError
 
-COMMANDS: tuple[str, ...] = ("info", "demo", "run", "plan", "convert", "motion", "score")
+COMMANDS: tuple[str, ...] = ("info", "demo", "run", "plan", "convert", "motion", "cnmf", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:

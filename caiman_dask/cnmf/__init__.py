@@ -46,9 +46,8 @@ __all__ = [
     "PatchResult", "Products", "SpatialResult", "TemporalResult", "activity_matrix",
     "assemble_patches", "block_products", "classify", "constrained_foopsi", "deconvolve",
     "estimate_time_constant", "evaluate_components", "evaluation_block", "finish_spatial",
-    "fit_patch", "footprint_area", "full_support", "get_noise_fft", "initialize_components", "merge_components",
-    "noise_block", "normalize_components", "oasis_ar1", "on_support", "patch_pixels", "spatial_block", "spatial_rvalues",
-    "sum_products", "support_mask", "temporal_update", "threshold_components", "to_pixels",
-    "trace_snr",
-    "update_temporal",
+    "fit_patch", "footprint_area", "full_support", "get_noise_fft", "initialize_components",
+    "merge_components", "noise_block", "normalize_components", "oasis_ar1", "on_support",
+    "patch_pixels", "spatial_block", "spatial_rvalues", "sum_products", "support_mask",
+    "temporal_update", "threshold_components", "to_pixels", "trace_snr", "update_temporal",
 ]

@@ -3,6 +3,7 @@
 from caiman_dask.cluster.backends import BACKENDS, ClusterSpec, register_backend
 from caiman_dask.cluster.settings import WorkerSettings, resolve_settings
 from caiman_dask.cluster.setup import setup_cluster, stop_server
+from caiman_dask.cluster import kubernetes as _kubernetes  # noqa: F401  registers "kubernetes"
 
 __all__ = ["BACKENDS", "ClusterSpec", "WorkerSettings", "register_backend", "resolve_settings",
            "setup_cluster", "stop_server"]

@@ -97,6 +97,7 @@ def _start(name: str, n_processes: int | None, memory_limit: Any, threads_per_wo
                                 memory_limit=memory_limit, pin_cpus=pin_cpus)
     wait = float(config.get("cluster.start-timeout", timeout))
     spec = builder(settings, **options)
+    settings = spec.settings  # a backend may size workers itself (pod resources, job cores)
     cluster = spec.start()
     try:
         client = Client(cluster, timeout=wait)

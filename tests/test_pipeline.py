@@ -15,6 +15,7 @@ import pytest
 from caiman_dask.cli import main
 from caiman_dask.demo import DEMO_PARAMS, make_demo_movie
 from caiman_dask.errors import StoreExistsError
+from caiman_dask.movie.zarrio import store_attrs
 from caiman_dask.pipeline import run
 from caiman_dask.results import load_estimates
 
@@ -42,6 +43,8 @@ def test_run_then_rerun_skips_every_stage(movie, capsys):
     assert not any(info["skipped"] for info in _stages(out).values())
     for name in ("run.json", "params.json", "summary.json", "run.log", "results.hdf5"):
         assert (out / name).is_file(), name
+    assert (out / "report.html").is_file() and (out / "report" / "traces.png").is_file()
+    assert store_attrs(str(out / "raw.zarr"))["fr"] == DEMO_PARAMS["data"]["fr"]  # data.fr given
     first, _ = load_estimates(out / "results.hdf5")
     assert main(args) == 0
     assert all(info["skipped"] for info in _stages(out).values())

@@ -118,3 +118,15 @@ def test_a_users_folder_is_never_taken_for_a_run(tmp_path):
     with pytest.raises(StoreExistsError, match="not from a caiman-dask run"):
         _check_folder(RunFolder(tmp_path))
     _check_folder(RunFolder(tmp_path / "new"))  # a new folder is fine
+
+
+def test_frame_rate_is_the_users_only_when_given():
+    default = resolve_params({"init": {"K": 3}})
+    assert not default.fr_given and default.cnmf.data.fr == 30.0  # CaImAn's default, a fallback
+    given = resolve_params({"data": {"fr": 7}})
+    assert given.fr_given and given.cnmf.data.fr == 7.0
+    assert resolve_params(None, ["data.fr=12.5"]).cnmf.data.fr == 12.5
+    assert not resolve_params(default).fr_given  # a RunParams keeps what the user said
+    from_movie = default.with_frame_rate(7.0)
+    assert from_movie.fr_given and from_movie.cnmf.data.fr == 7.0
+    assert from_movie.cnmf.init == default.cnmf.init and from_movie.motion == default.motion

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     for name, score in json.loads(summary).get("scores", {}).items():
         print(f"demo: F1 against the truth ({name}): {score['f1']:.3f} "
               f"(precision {score['precision']:.3f}, recall {score['recall']:.3f})")
-    print(f"demo: results {folder / 'results.hdf5'}, summary {folder / 'summary.json'}")
+    print(f"demo: results {folder / 'results.hdf5'}, summary {folder / 'summary.json'}, "
+          f"report {folder / 'report.html'}")
     return 0
 
 

@@ -17,10 +17,11 @@ def run(args: argparse.Namespace) -> int:
                              backend=args.backend, n_workers=args.n_workers,
                              memory_limit=args.memory_limit,
                              threads_per_worker=args.threads_per_worker,
-                             regions=args.regions)
+                             regions=args.regions, report=args.report)
     accepted = len(estimates.idx_components) if estimates.idx_components is not None else None
     print(f"{estimates.n_components} components ({accepted} accepted); results in "
-          f"{args.output}/results.hdf5, summary in {args.output}/summary.json")
+          f"{args.output}/results.hdf5, summary in {args.output}/summary.json"
+          + (f", report in {args.output}/report.html" if args.report else ""))
     return 0
 
 
@@ -41,5 +42,7 @@ def register(subparsers: Any) -> None:
                         help="skip motion correction (movie registered already)")
     parser.add_argument("--regions", default=None, metavar="REGIONS.json",
                         help="manual ROIs (neurofinder format) to score against")
+    parser.add_argument("--no-report", dest="report", action="store_false",
+                        help="skip report.html and its PNGs")
     add_cluster_arguments(parser)
     parser.set_defaults(run=run)

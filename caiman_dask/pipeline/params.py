@@ -12,7 +12,8 @@ import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -28,6 +29,8 @@ class RunParams:
 
     cnmf: CNMFParams
     motion: MotionParams
+    #: True when the user gave ``data.fr``; else the movie's recorded rate is used.
+    fr_given: bool = field(default=False, compare=False)
 
     @classmethod
     def from_dict(cls, groups: Mapping[str, Any]) -> RunParams:
@@ -36,7 +39,15 @@ class RunParams:
             raise ConfigError(f"parameters must be a mapping of groups, got {type(groups).__name__}")
         motion = MotionParams.from_dict(groups.get("motion") or {})
         cnmf = CNMFParams.from_dict({k: v for k, v in groups.items() if k != "motion"})
-        return cls(cnmf=cnmf, motion=motion)
+        data = groups.get("data")
+        given = isinstance(data, Mapping) and data.get("fr") is not None
+        return cls(cnmf=cnmf, motion=motion, fr_given=given)
+
+    def with_frame_rate(self, fr: float) -> RunParams:
+        """These parameters with ``data.fr = fr`` (marked as given)."""
+        data = dataclasses.replace(self.cnmf.data, fr=float(fr))
+        return RunParams(cnmf=dataclasses.replace(self.cnmf, data=data), motion=self.motion,
+                         fr_given=True)
 
     def to_dict(self) -> dict[str, Any]:
         """CaImAn's nested dict, JSON-safe."""
@@ -115,7 +126,10 @@ def _as_groups(source: Any) -> dict[str, Any]:
     if source is None:
         return {}
     if isinstance(source, RunParams):
-        return source.to_dict()
+        groups = source.to_dict()
+        if not source.fr_given:
+            groups["data"].pop("fr", None)
+        return groups
     if isinstance(source, (str, os.PathLike)):
         return read_params_file(source)
     if isinstance(source, Mapping):

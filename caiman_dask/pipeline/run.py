@@ -16,7 +16,7 @@ from typing import Any
 
 from caiman_dask.cluster import setup_cluster, stop_server
 from caiman_dask.errors import StoreExistsError
-from caiman_dask.pipeline import stages
+from caiman_dask.pipeline import reporting, stages
 from caiman_dask.pipeline.monitor import MemoryMonitor
 from caiman_dask.pipeline.params import RunParams, resolve_params
 from caiman_dask.pipeline.state import MANIFEST, RunFolder, write_json
@@ -73,6 +73,9 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
         The cluster, as for :func:`caiman_dask.setup_cluster`.
     storage_options : dict, optional
         fsspec options for URLs.
+    report : bool
+        Write ``OUTDIR/report.html`` and its PNGs (summary images, contours, shifts,
+        traces, timings).
     regions : str or sparse matrix, optional
         Manual ROIs (a neurofinder ``regions.json``, or footprints) to score against.
 
@@ -89,14 +92,14 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
         with _log_to(folder):
             write_json(folder.path("params.json"), resolved.to_dict())
             return _run(inputs, folder, resolved, motion, backend, n_workers, memory_limit,
-                        threads_per_worker, storage_options, regions)
+                        threads_per_worker, storage_options, regions, report)
     finally:
         folder.unlock()
 
 
 def _run(inputs: list[str], folder: RunFolder, params: RunParams, motion: bool, backend: Any,
          n_workers: Any, memory_limit: Any, threads_per_worker: Any,
-         storage_options: Any, regions: Any) -> Any:
+         storage_options: Any, regions: Any, report: bool) -> Any:
     client, dview, _ = setup_cluster(backend, n_workers, memory_limit=memory_limit,
                                      threads_per_worker=threads_per_worker)
     view = dview if dview is not None else SerialView()
@@ -107,9 +110,16 @@ def _run(inputs: list[str], folder: RunFolder, params: RunParams, motion: bool, 
         with MemoryMonitor(client) as monitor:
             ctx = RunContext(folder, params, client, view, storage_options, monitor)
             raw = stages.convert(ctx, inputs)
+            ctx.params = stages.frame_rate(ctx, raw)
+            write_json(folder.path("params.json"), ctx.params.to_dict())
             store = stages.motion(ctx, raw) if motion else raw
             estimates = stages.cnmf(ctx, store)
-            stages.summarize(ctx, inputs, estimates, time.perf_counter() - start, regions)
+            summary = stages.summarize(ctx, inputs, estimates, time.perf_counter() - start,
+                                       regions)
+            if report:
+                reporting.report(ctx, raw=raw[0], store=store[0], upstream=store[1],
+                                 estimates=estimates, summary=summary, regions=regions)
+                stages.summarize(ctx, inputs, estimates, time.perf_counter() - start, regions)
     finally:
         if dview is None:
             view.shutdown()

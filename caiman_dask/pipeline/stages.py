@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,10 @@ from caiman_dask.pipeline.state import file_identity, stage_key, write_json
 from caiman_dask.results import Estimates, load_estimates, save_estimates, score_both
 
 if TYPE_CHECKING:
+    from caiman_dask.pipeline.params import RunParams
     from caiman_dask.pipeline.run import RunContext
+
+logger = logging.getLogger("caiman_dask.run")
 
 
 def _complete(path: str, storage_options: Any) -> bool:
@@ -45,15 +49,32 @@ def convert(ctx: RunContext, inputs: list[str]) -> tuple[str, str]:
             return inputs[0], key
         files = expand_sources(inputs, so)
         options = _plan_options(ctx)
-        key = stage_key(inputs=[file_identity(f) for f in files], plan=options)
+        key = stage_key(inputs=[file_identity(f) for f in files], plan=options,
+                        fr=ctx.params.cnmf.data.fr if ctx.params.fr_given else None)
         dest = str(ctx.folder.path("raw.zarr"))
         if ctx.folder.done("convert", key) and _complete(dest, so):
             info["skipped"] = True
             return dest, key
         ctx.folder.forget("convert")
-        to_zarr(files, dest, client=ctx.client, overwrite=True, storage_options=so, **options)
+        fr = ctx.params.cnmf.data.fr if ctx.params.fr_given else None
+        to_zarr(files, dest, client=ctx.client, overwrite=True, storage_options=so, fr=fr,
+                **options)
         ctx.folder.record("convert", key)
         return dest, key
+
+
+def frame_rate(ctx: RunContext, raw: tuple[str, str]) -> RunParams:
+    """The run's parameters with ``data.fr``: the user's, else the movie's, else 30 Hz."""
+    if ctx.params.fr_given:
+        return ctx.params
+    fr = (store_attrs(raw[0], ctx.storage_options) or {}).get("fr")
+    if fr is None:
+        logger.warning("the movie records no frame rate: assuming data.fr=%g Hz; give the "
+                       "real one with --set data.fr=HZ (it sets CNMF's event and SNR windows)",
+                       ctx.params.cnmf.data.fr)
+        return ctx.params
+    logger.info("frame rate %g Hz, from %s", fr, raw[0])
+    return ctx.params.with_frame_rate(fr)
 
 
 def motion(ctx: RunContext, raw: tuple[str, str]) -> tuple[str, str]:

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 import tifffile
 from cnmf_synth import make_movie
+from estimates_check import assert_identical
 
 import caiman_dask
 from caiman_dask.cli import cnmf as cnmf_cli
@@ -17,7 +18,6 @@ from caiman_dask.cnmf.driver import fit_cnmf
 from caiman_dask.errors import ParameterError
 from caiman_dask.movie import to_zarr
 from caiman_dask.results import load_estimates, save_estimates, score
-from caiman_dask.results.estimates import COMPONENT_FIELDS, INDEX_FIELDS, PIXEL_FIELDS
 from caiman_dask.view import SerialView
 
 DIMS, T, K_TRUE = (96, 96), 800, 24
@@ -45,26 +45,6 @@ def fitted(synth, dask_cluster):
     result = fit_cnmf(store, params=PARAMS, view=dask_cluster[1], work_dir=str(folder / "w2"),
                       on_patch=lambda i, r: seen.__setitem__(i, r))
     return result, seen
-
-
-def _same(a, b) -> None:
-    """Bit-identical estimates."""
-    assert (a.A != b.A).nnz == 0 and a.A.shape == b.A.shape
-    for name in COMPONENT_FIELDS + PIXEL_FIELDS + INDEX_FIELDS:
-        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-
-
-def _close(a, b) -> None:
-    """Same components and decisions; values equal to float32 rounding.
-
-    Known gap: the spatial HALS task gives last-bit differences between a worker
-    process and the client process (not between workers), amplified to ~1e-4 relative.
-    """
-    assert a.A.shape == b.A.shape and abs(a.A - b.A).max() < 1e-3
-    np.testing.assert_array_equal(a.idx_components, b.idx_components)
-    for name in ("C", "S", "YrA", "b", "f"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert np.abs(x - y).max() <= 1e-3 * np.abs(y).max(), name
 
 
 def _unit(M: np.ndarray) -> np.ndarray:
@@ -97,14 +77,14 @@ def test_serial_one_and_two_workers_agree(synth, fitted) -> None:
         serial = fit_cnmf(store, params=PARAMS, view=view, work_dir=str(folder / "ws"))
     finally:
         view.shutdown()
-    _close(serial.estimates, fitted[0].estimates)
+    assert_identical(serial.estimates, fitted[0].estimates)  # view/align.py
     client, dview, _ = caiman_dask.setup_cluster(n_processes=1, threads_per_worker=1,
                                                  memory_limit="2GB")
     try:
         one = fit_cnmf(store, params=PARAMS, view=dview, work_dir=str(folder / "w1"))
     finally:
         caiman_dask.stop_server(dview)
-    _same(one.estimates, fitted[0].estimates)
+    assert_identical(one.estimates, fitted[0].estimates)
 
 
 def test_resume_recomputes_no_finished_patch(synth, fitted, dask_cluster) -> None:
@@ -115,19 +95,19 @@ def test_resume_recomputes_no_finished_patch(synth, fitted, dask_cluster) -> Non
     again = fit_cnmf(store, params=PARAMS, view=dask_cluster[1], work_dir=str(folder / "w2"),
                      done_patches=seen, on_patch=lambda i, r: calls.append(i))
     assert calls == [] and again.computed == ()
-    _same(again.estimates, result.estimates)
+    assert_identical(again.estimates, result.estimates)
     partial = {i: r for i, r in seen.items() if i % 2}
     third = fit_cnmf(store, params=PARAMS, view=dask_cluster[1], work_dir=str(folder / "w2"),
                      done_patches=partial)
     assert set(third.computed) == set(seen) - set(partial)
-    _same(third.estimates, result.estimates)
+    assert_identical(third.estimates, result.estimates)
 
 
 def test_hdf5_round_trip_is_lossless(fitted, tmp_path: pathlib.Path) -> None:
     result = fitted[0]
     path = save_estimates(tmp_path / "out.h5", result.estimates, result.params.to_dict())
     loaded, params = load_estimates(path)
-    _same(loaded, result.estimates)
+    assert_identical(loaded, result.estimates)
     assert loaded.dims == DIMS and params["init"]["K"] == 10
 
 

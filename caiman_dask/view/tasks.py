@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from caiman_dask.cluster.pinning import enforce_thread_limits
+from caiman_dask.view.align import realign
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ def run_batch(batch: Batch, items: Sequence[Any]) -> list[Any]:
         enforce_thread_limits(batch.n_threads)
     results = []
     for i, item in enumerate(items):
+        item = realign(item)  # the same rounding wherever the task runs (view/align.py)
         try:
             results.append(batch.fn(*item) if batch.star else batch.fn(item))
         except Exception as exc:

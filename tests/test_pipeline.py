@@ -52,6 +52,8 @@ def test_run_then_rerun_skips_every_stage(movie, capsys):
     stages = _stages(out)
     assert stages["convert"]["skipped"] and stages["motion"]["skipped"]
     assert not stages["cnmf"]["skipped"]
+    assert stages["cnmf"]["patches_computed"] == 0  # evaluation thresholds only: patches reused
+    assert stages["cnmf"]["patches_reused"] > 0
     assert first.n_components == load_estimates(out / "results.hdf5")[0].n_components
 
 

@@ -1,14 +1,18 @@
-"""Options and helpers shared by subcommands: the cluster, parameters, number lists."""
+"""Options and helpers shared by subcommands: the cluster, storage, parameters, numbers."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import yaml
+
 from caiman_dask.cluster import setup_cluster, stop_server
+from caiman_dask.errors import ConfigError
 from caiman_dask.view import BaseView, SerialView
 
 
@@ -24,6 +28,47 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="memory per worker, e.g. 4GB (default: usable memory / workers)")
     group.add_argument("--threads-per-worker", type=int, default=None, metavar="N",
                        help="threads per worker (default 1)")
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option KEY=VALUE`` (repeatable) and ``--storage-options FILE``."""
+    group = parser.add_argument_group(
+        "storage", "fsspec options for s3://, gs://... URLs (default: the filesystem's own, "
+        "e.g. AWS_* environment variables); prefer the environment or a file for secrets")
+    group.add_argument("--storage-option", action="append", type=parse_option, default=[],
+                       metavar="KEY=VALUE", help="one option, e.g. endpoint_url=http://host:9000"
+                       " or anon=true (VALUE read as JSON when it is JSON; repeatable)")
+    group.add_argument("--storage-options", default=None, metavar="FILE.json|yaml",
+                       help="a JSON or YAML mapping of options (--storage-option wins)")
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"anon=true"`` -> ``("anon", True)``; a value that is not JSON stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("give KEY=VALUE, e.g. endpoint_url=http://host:9000")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The storage options of ``args`` (file first, then each ``--storage-option``)."""
+    options: dict[str, Any] = {}
+    if args.storage_options:
+        try:
+            with open(args.storage_options, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read storage options {args.storage_options}: "
+                              f"{type(exc).__name__}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.storage_options}: storage options must be a mapping "
+                              "of option names to values")
+        options.update(loaded)
+    options.update(dict(args.storage_option))
+    return options or None
 
 
 @contextlib.contextmanager

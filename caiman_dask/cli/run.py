@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from caiman_dask.cli.common import add_cluster_arguments
+from caiman_dask.cli.common import add_cluster_arguments, add_storage_arguments, storage_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
                              backend=args.backend, n_workers=args.n_workers,
                              memory_limit=args.memory_limit,
                              threads_per_worker=args.threads_per_worker,
-                             regions=args.regions, report=args.report)
+                             regions=args.regions, report=args.report, engine=args.engine,
+                             storage_options=storage_options(args))
     accepted = len(estimates.idx_components) if estimates.idx_components is not None else None
     print(f"{estimates.n_components} components ({accepted} accepted); results in "
           f"{args.output}/results.hdf5, summary in {args.output}/summary.json"
@@ -33,7 +34,8 @@ def register(subparsers: Any) -> None:
         "OUTDIR resumes: finished stages (and CNMF patches) are not recomputed.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="movie files, globs, URLs, or a caiman-dask store")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                        help="output folder or URL (s3://bucket/run, any fsspec URL)")
     parser.add_argument("--params", default=None, metavar="PARAMS.json|yaml",
                         help="CaImAn parameter JSON (as its demos write it) or our YAML")
     parser.add_argument("--set", action="append", metavar="GROUP.KEY=VALUE",
@@ -42,7 +44,11 @@ def register(subparsers: Any) -> None:
                         help="skip motion correction (movie registered already)")
     parser.add_argument("--regions", default=None, metavar="REGIONS.json",
                         help="manual ROIs (neurofinder format) to score against")
+    parser.add_argument("--engine", choices=("builtin", "caiman"), default=None,
+                        help="whose maths runs each motion block and CNMF patch (default: "
+                        "config caiman-dask.engine, builtin; caiman needs CaImAn)")
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="skip report.html and its PNGs")
     add_cluster_arguments(parser)
+    add_storage_arguments(parser)
     parser.set_defaults(run=run)

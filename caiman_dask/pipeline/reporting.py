@@ -40,14 +40,15 @@ def report(ctx: RunContext, *, raw: str, store: str, upstream: str, estimates: E
         cnmf = ctx.folder.records().get("cnmf", {}).get("key")
         key = stage_key(upstream=upstream, results=cnmf, regions=_identity(regions))
         page = ctx.folder.path("report.html")
-        if ctx.folder.done("report", key) and page.exists():
+        if ctx.folder.done("report", key) and ctx.folder.exists("report.html"):
             info["skipped"] = True
             return
         ctx.folder.forget("report")
         so = ctx.storage_options
         images = summary_images(store, view=ctx.view, storage_options=so)
         motion = motion_record(raw, store, so) if store != raw else None
-        write_report(ctx.folder.root, summary={**summary, "params": ctx.params.to_dict()},
-                     images=images, estimates=estimates, motion=motion, regions=regions)
+        write_report(ctx.folder.url, summary={**summary, "params": ctx.params.to_dict()},
+                     images=images, estimates=estimates, motion=motion, regions=regions,
+                     storage_options=so)
         ctx.folder.record("report", key)
         info["page"] = str(page)

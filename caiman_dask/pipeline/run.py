@@ -14,12 +14,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from caiman_dask import config
 from caiman_dask.cluster import setup_cluster, stop_server
+from caiman_dask.engines import DEFAULT_ENGINE, get_engine
 from caiman_dask.errors import StoreExistsError
 from caiman_dask.pipeline import reporting, stages
 from caiman_dask.pipeline.monitor import MemoryMonitor
 from caiman_dask.pipeline.params import RunParams, resolve_params
-from caiman_dask.pipeline.state import MANIFEST, RunFolder, write_json
+from caiman_dask.pipeline.redact import RedactingFilter, scrub, secrets_of
+from caiman_dask.pipeline.state import MANIFEST, RunFolder
 from caiman_dask.view import SerialView
 
 logger = logging.getLogger("caiman_dask.run")
@@ -35,6 +38,7 @@ class RunContext:
     view: Any
     storage_options: dict[str, Any] | None
     monitor: MemoryMonitor
+    engine: str = DEFAULT_ENGINE
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @contextlib.contextmanager
@@ -56,7 +60,7 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
         overrides: Sequence[str] = (), motion: bool = True, backend: Any = None,
         n_workers: int | None = None, memory_limit: Any = None,
         threads_per_worker: int | None = None, storage_options: dict[str, Any] | None = None,
-        report: bool = True, regions: str | None = None) -> Any:
+        report: bool = True, regions: str | None = None, engine: str | None = None) -> Any:
     """Run the whole pipeline on a cluster; return the estimates.
 
     Parameters
@@ -64,7 +68,8 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
     inputs : str or list of str
         Movie files, globs, URLs, or an existing caiman-dask store.
     outdir : str
-        Output folder (created; a folder of another run is resumed).
+        Output folder or any fsspec URL (``s3://bucket/run``): every part of the run
+        is written under it (created; a folder of another run is resumed).
     params : path, dict, RunParams or CaImAn CNMFParams, optional
         Parameters (CaImAn's groups); ``overrides`` (``GROUP.KEY=VALUE``) apply last.
     motion : bool
@@ -72,54 +77,89 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
     backend, n_workers, memory_limit, threads_per_worker
         The cluster, as for :func:`caiman_dask.setup_cluster`.
     storage_options : dict, optional
-        fsspec options for URLs.
+        fsspec options for the URLs of the inputs and of ``outdir`` (credentials,
+        ``endpoint_url``...); default the filesystem's own (environment variables,
+        config files). Never saved, and masked in the log and in error messages.
     report : bool
         Write ``OUTDIR/report.html`` and its PNGs (summary images, contours, shifts,
         traces, timings).
     regions : str or sparse matrix, optional
         Manual ROIs (a neurofinder ``regions.json``, or footprints) to score against.
+    engine : {"builtin", "caiman"}, optional
+        Whose maths runs each motion block and CNMF patch (default: config
+        ``caiman-dask.engine``, "builtin"; "caiman" needs CaImAn on client and workers).
 
     Returns
     -------
     caiman_dask.results.Estimates
     """
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-    folder = RunFolder(outdir)
-    _check_folder(folder)
-    resolved = resolve_params(params, overrides)
-    folder.lock()
+    secrets = secrets_of(storage_options)
+    options = RunOptions(motion=motion, backend=backend, n_workers=n_workers,
+                         memory_limit=memory_limit, threads_per_worker=threads_per_worker,
+                         storage_options=storage_options, regions=regions, report=report,
+                         engine=get_engine(config.get("engine", engine)).name)
     try:
-        with _log_to(folder):
-            write_json(folder.path("params.json"), resolved.to_dict())
-            return _run(inputs, folder, resolved, motion, backend, n_workers, memory_limit,
-                        threads_per_worker, storage_options, regions, report)
+        folder = RunFolder(outdir, storage_options=storage_options)
+        _check_folder(folder)
+        resolved = resolve_params(params, overrides)
+        folder.lock()
+    except Exception as exc:
+        scrub(exc, secrets)
+        raise
+    try:
+        with _log_to(folder, secrets):
+            folder.write_json("params.json", resolved.to_dict())
+            return _run(inputs, folder, resolved, options)
+    except Exception as exc:
+        scrub(exc, secrets)
+        raise
     finally:
-        folder.unlock()
+        try:
+            folder.unlock()
+        finally:
+            folder.close()
 
 
-def _run(inputs: list[str], folder: RunFolder, params: RunParams, motion: bool, backend: Any,
-         n_workers: Any, memory_limit: Any, threads_per_worker: Any,
-         storage_options: Any, regions: Any, report: bool) -> Any:
-    client, dview, _ = setup_cluster(backend, n_workers, memory_limit=memory_limit,
-                                     threads_per_worker=threads_per_worker)
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: the cluster, storage, what to do (everything but the parameters)."""
+
+    motion: bool
+    backend: Any
+    n_workers: int | None
+    memory_limit: Any
+    threads_per_worker: int | None
+    storage_options: dict[str, Any] | None
+    regions: Any
+    report: bool
+    engine: str
+
+
+def _run(inputs: list[str], folder: RunFolder, params: RunParams, opts: RunOptions) -> Any:
+    client, dview, _ = setup_cluster(opts.backend, opts.n_workers,
+                                     memory_limit=opts.memory_limit,
+                                     threads_per_worker=opts.threads_per_worker)
     view = dview if dview is not None else SerialView()
     if client is not None:
         logger.info("dashboard: %s", client.dashboard_link)
     start = time.perf_counter()
     try:
         with MemoryMonitor(client) as monitor:
-            ctx = RunContext(folder, params, client, view, storage_options, monitor)
+            ctx = RunContext(folder, params, client, view, opts.storage_options, monitor,
+                             engine=opts.engine)
             raw = stages.convert(ctx, inputs)
             ctx.params = stages.frame_rate(ctx, raw)
-            write_json(folder.path("params.json"), ctx.params.to_dict())
-            store = stages.motion(ctx, raw) if motion else raw
+            folder.write_json("params.json", ctx.params.to_dict())
+            store = stages.motion(ctx, raw) if opts.motion else raw
             estimates = stages.cnmf(ctx, store)
             summary = stages.summarize(ctx, inputs, estimates, time.perf_counter() - start,
-                                       regions)
-            if report:
+                                       opts.regions)
+            if opts.report:
                 reporting.report(ctx, raw=raw[0], store=store[0], upstream=store[1],
-                                 estimates=estimates, summary=summary, regions=regions)
-                stages.summarize(ctx, inputs, estimates, time.perf_counter() - start, regions)
+                                 estimates=estimates, summary=summary, regions=opts.regions)
+                stages.summarize(ctx, inputs, estimates, time.perf_counter() - start,
+                                 opts.regions)
     finally:
         if dview is None:
             view.shutdown()
@@ -130,26 +170,36 @@ def _run(inputs: list[str], folder: RunFolder, params: RunParams, motion: bool, 
 
 def _check_folder(folder: RunFolder) -> None:
     """Refuse a non-empty folder that is not a run folder: never touch a user's files."""
-    root = folder.root
-    if root.exists() and not root.is_dir():
-        raise StoreExistsError(f"{root} exists and is not a folder: choose another output")
-    if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).exists() and not (
-            root / "params.json").exists():
-        raise StoreExistsError(f"{root} holds files that are not from a caiman-dask run: "
-                               "choose a new or empty output folder")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise StoreExistsError(f"{folder.url} exists and is not a folder: choose another "
+                               "output")
+    ours = (folder.exists(MANIFEST) or folder.exists(".lock")  # .lock: lock() decides
+            or (folder.exists("params.json") and folder.exists("run.log")))  # killed early
+    if folder.listdir() and not ours:  # a user's own params.json does not make it ours
+        raise StoreExistsError(f"{folder.url} holds files that are not from a caiman-dask "
+                               "run: choose a new or empty output folder")
 
 
 @contextlib.contextmanager
-def _log_to(folder: RunFolder) -> Iterator[None]:
-    handler = logging.FileHandler(folder.path("run.log"))
+def _log_to(folder: RunFolder, secrets: frozenset[str]) -> Iterator[None]:
+    """Log to ``OUTDIR/run.log`` with secrets masked (at a URL: appended locally, uploaded
+    at the end, also when the run fails)."""
+    handler = logging.FileHandler(folder.download("run.log") or folder.local("run.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger("caiman_dask")
     level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
         yield
+    except Exception as exc:
+        logger.error("run failed: %s: %s", type(exc).__name__, exc)
+        raise
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
         handler.close()
+        folder.upload("run.log")

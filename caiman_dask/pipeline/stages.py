@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-
-import os
-import pickle
 
 from caiman_dask.cnmf.driver import fit_cnmf
 from caiman_dask.cnmf.patch import PatchResult
@@ -17,7 +15,8 @@ from caiman_dask.motion.driver import motion_correct
 from caiman_dask.movie import to_zarr
 from caiman_dask.movie.paths import expand_sources
 from caiman_dask.movie.zarrio import store_attrs
-from caiman_dask.pipeline.state import file_identity, stage_key, write_json
+from caiman_dask.pipeline.redact import redact
+from caiman_dask.pipeline.state import RunFolder, file_identity, stage_key
 from caiman_dask.results import Estimates, load_estimates, save_estimates, score_both
 
 if TYPE_CHECKING:
@@ -49,9 +48,9 @@ def convert(ctx: RunContext, inputs: list[str]) -> tuple[str, str]:
             return inputs[0], key
         files = expand_sources(inputs, so)
         options = _plan_options(ctx)
-        key = stage_key(inputs=[file_identity(f) for f in files], plan=options,
+        key = stage_key(inputs=[file_identity(f, so) for f in files], plan=options,
                         fr=ctx.params.cnmf.data.fr if ctx.params.fr_given else None)
-        dest = str(ctx.folder.path("raw.zarr"))
+        dest = ctx.folder.path("raw.zarr")
         if ctx.folder.done("convert", key) and _complete(dest, so):
             info["skipped"] = True
             return dest, key
@@ -83,14 +82,15 @@ def motion(ctx: RunContext, raw: tuple[str, str]) -> tuple[str, str]:
     so = ctx.storage_options
     with ctx.stage("motion") as info:
         key = stage_key(upstream=upstream, motion=ctx.params.motion.to_dict(),
+                        **_engine_part(ctx),
                         plan=_plan_options(ctx))
-        dest = str(ctx.folder.path("corrected.zarr"))
+        dest = ctx.folder.path("corrected.zarr")
         if ctx.folder.done("motion", key) and _complete(dest, so):
             info["skipped"] = True
         else:
             ctx.folder.forget("motion")
             motion_correct(source, dest, params=ctx.params.motion, view=ctx.view,
-                           storage_options=so, overwrite=True)
+                           storage_options=so, overwrite=True, engine=ctx.engine)
             ctx.folder.record("motion", key)
         result, _ = load_motion(dest, so)
         info["max_shift"] = [float(v) for v in abs(result.rigid_shifts).max(axis=0)]
@@ -98,28 +98,43 @@ def motion(ctx: RunContext, raw: tuple[str, str]) -> tuple[str, str]:
 
 
 class PatchStore:
-    """Each finished CNMF patch pickled in the run folder, so a crash loses no patch."""
+    """Each finished CNMF patch pickled in the run folder, so a crash loses no patch.
 
-    def __init__(self, folder: Any):
+    ``prefix`` is the patches' folder inside the run folder (``patches/KEY``); on
+    object storage each patch is one object.
+    """
+
+    def __init__(self, folder: RunFolder, prefix: str):
         self.folder = folder
+        self.prefix = prefix
 
     def load(self) -> dict[int, PatchResult]:
         """Patches finished by an earlier, interrupted run with the same key."""
-        if not self.folder.is_dir():
-            return {}
         done = {}
-        for path in sorted(self.folder.glob("patch-*.pkl")):
-            with path.open("rb") as fh:
-                done[int(path.stem.split("-")[1])] = pickle.load(fh)
+        for name in self.folder.listdir(self.prefix):
+            if name.startswith("patch-") and name.endswith(".pkl"):
+                data = self.folder.read_bytes(f"{self.prefix}/{name}")
+                if data is not None:
+                    done[int(name[len("patch-"):-len(".pkl")])] = pickle.loads(data)
         return done
 
     def __call__(self, index: int, result: PatchResult) -> None:
         """Persist one patch atomically."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".patch-{index:05d}.tmp"
-        with tmp.open("wb") as fh:
-            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.folder / f"patch-{index:05d}.pkl")
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        self.folder.write_bytes(f"{self.prefix}/patch-{index:05d}.pkl", data)
+
+
+def _engine_part(ctx: RunContext) -> dict[str, str]:
+    """The engine in a stage key: absent for the built-in one (keys of earlier runs hold)."""
+    return {} if ctx.engine == "builtin" else {"engine": ctx.engine}
+
+
+def patch_key(ctx: RunContext, upstream: str) -> str:
+    """Key of the per-patch fits: every CNMF group but ``quality`` (evaluation only), so
+    a rerun with new evaluation thresholds reuses the patches."""
+    groups = ctx.params.cnmf.to_dict()
+    groups.pop("quality", None)
+    return stage_key(upstream=upstream, cnmf=groups, **_engine_part(ctx))
 
 
 def cnmf(ctx: RunContext, source: tuple[str, str]) -> Estimates:
@@ -127,21 +142,26 @@ def cnmf(ctx: RunContext, source: tuple[str, str]) -> Estimates:
     store, upstream = source
     so = ctx.storage_options
     with ctx.stage("cnmf") as info:
-        key = stage_key(upstream=upstream, cnmf=ctx.params.cnmf.to_dict())
-        results = ctx.folder.path("results.hdf5")
-        if ctx.folder.done("cnmf", key) and results.exists():
-            info["skipped"] = True
-            return load_estimates(results)[0]
+        key = stage_key(upstream=upstream, cnmf=ctx.params.cnmf.to_dict(),
+                        **_engine_part(ctx))
+        if ctx.folder.done("cnmf", key):
+            results = ctx.folder.download("results.hdf5")
+            if results is not None:
+                info["skipped"] = True
+                return load_estimates(results)[0]
         ctx.folder.forget("cnmf")
-        patches = PatchStore(ctx.folder.path("patches") / key)
+        patches = PatchStore(ctx.folder, f"patches/{patch_key(ctx, upstream)}")
         done = patches.load()
         result = fit_cnmf(store, params=ctx.params.cnmf, view=ctx.view, storage_options=so,
-                          work_dir=str(ctx.folder.path("work")), done_patches=done,
+                          engine=ctx.engine,
+                          work_dir=ctx.folder.path("work"), done_patches=done,
                           on_patch=patches)
         info.update(patches_reused=len(done), patches_computed=len(result.computed),
                     n_candidates=result.n_candidates, n_merged=result.n_merged,
                     timings=result.timings)
-        save_estimates(results, result.estimates, ctx.params.caiman_dict(), overwrite=True)
+        save_estimates(ctx.folder.local("results.hdf5"), result.estimates,
+                       ctx.params.caiman_dict(), overwrite=True)
+        ctx.folder.upload("results.hdf5")
         ctx.folder.record("cnmf", key)
         return result.estimates
 
@@ -151,7 +171,8 @@ def summarize(ctx: RunContext, inputs: list[str], estimates: Estimates, seconds:
     """``OUTDIR/summary.json``: stages, timings, memory, counts, scores, versions."""
     accepted = estimates.idx_components
     summary: dict[str, Any] = {
-        "inputs": inputs, "outdir": str(ctx.folder.root), "seconds": round(seconds, 3),
+        "inputs": [redact(i) for i in inputs], "outdir": redact(ctx.folder.url),
+        "seconds": round(seconds, 3),
         "stages": ctx.timings, "n_components": estimates.n_components,
         "n_accepted": None if accepted is None else len(accepted),
         "dashboard": getattr(ctx.client, "dashboard_link", None), "versions": versions(),
@@ -160,7 +181,7 @@ def summarize(ctx: RunContext, inputs: list[str], estimates: Estimates, seconds:
         found = estimates.select(accepted) if accepted is not None else estimates
         summary["scores"] = {name: result.as_dict()
                              for name, result in score_both(found, regions).items()}
-    write_json(ctx.folder.path("summary.json"), summary)
+    ctx.folder.write_json("summary.json", summary)
     return summary
 
 

@@ -3,13 +3,17 @@
 Files are written through a temporary name and renamed, PNGs first and the page last,
 so an interrupted report never looks complete. Only the report's own files are
 replaced: an existing ``report.html`` or PNG without the report's generator mark is a
-user's file and stops the report before anything is written.
+user's file and stops the report before anything is written. At an fsspec URL the
+report is drawn in a local temporary folder and uploaded, PNGs first, page last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import posixpath
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +22,7 @@ import scipy.sparse as sp
 from matplotlib.figure import Figure
 
 from caiman_dask.errors import ParameterError, StoreExistsError
+from caiman_dask.movie.paths import filesystem, is_url
 from caiman_dask.report import figures
 from caiman_dask.report.images import SummaryImages
 from caiman_dask.report.inputs import MotionSummary, StageRow
@@ -131,13 +136,14 @@ def _counts(summary: dict[str, Any], estimates: Estimates | None) -> list[tuple[
 def write_report(outdir: str | os.PathLike[str], *, summary: dict[str, Any],
                  images: SummaryImages, estimates: Estimates | None,
                  motion: dict[str, Any] | None, regions: Any = None,
-                 n_traces: int = 10) -> pathlib.Path:
+                 n_traces: int = 10,
+                 storage_options: dict[str, Any] | None = None) -> pathlib.Path | str:
     """Write ``outdir/report.html`` and its PNGs in ``outdir/report/``.
 
     Parameters
     ----------
-    outdir : path
-        The run's output folder (created if missing).
+    outdir : path or str
+        The run's output folder (created if missing), or an fsspec URL.
     summary : dict
         The run summary: optional ``inputs``, ``seconds``, ``stages`` (timings and peak
         memory per stage), ``scores`` (F1 per criterion), ``params``, ``versions``, ``fr``.
@@ -151,12 +157,18 @@ def write_report(outdir: str | os.PathLike[str], *, summary: dict[str, Any],
         Manual ROIs (``regions.json`` or a (d1*d2, K) matrix), outlined on the images.
     n_traces : int
         Components whose traces are plotted.
+    storage_options : dict, optional
+        fsspec options for a URL ``outdir``.
 
     Returns
     -------
-    pathlib.Path
-        The page.
+    pathlib.Path or str
+        The page (its URL for a URL ``outdir``).
     """
+    if is_url(outdir):
+        return _write_remote(os.fspath(outdir), storage_options, dict(
+            summary=summary, images=images, estimates=estimates, motion=motion,
+            regions=regions, n_traces=n_traces))
     root = pathlib.Path(outdir)
     if estimates is not None and estimates.dims != images.dims:
         raise ParameterError(f"estimates are for {estimates.dims} frames but the summary "
@@ -191,3 +203,26 @@ def _remove_stale(folder: pathlib.Path, keep: set[str]) -> None:
         path = folder / name
         if path.is_file() and _is_ours(path):
             path.unlink()
+
+
+def _write_remote(url: str, storage_options: dict[str, Any] | None,
+                  report: dict[str, Any]) -> str:
+    """Draw the report in a local temporary folder, then upload it (page last)."""
+    fs, root = filesystem(url, storage_options)
+    for name in [PAGE] + [f"{FOLDER}/{png}" for png in PNG_NAMES]:
+        with contextlib.suppress(FileNotFoundError), fs.open(posixpath.join(root, name),
+                                                             "rb") as fh:
+            if GENERATOR.encode() not in fh.read(4096):
+                raise StoreExistsError(f"{posixpath.join(url, name)} exists and was not "
+                                       "written by caiman-dask's report: move it or choose "
+                                       "another output folder")
+    with tempfile.TemporaryDirectory(prefix="caiman-dask-report-") as tmp:
+        write_report(tmp, **report)
+        drawn = set(os.listdir(os.path.join(tmp, FOLDER)))
+        for name in sorted(drawn):
+            fs.put_file(os.path.join(tmp, FOLDER, name), posixpath.join(root, FOLDER, name))
+        for name in sorted(set(PNG_NAMES) - drawn):  # an earlier report's, not drawn now
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(posixpath.join(root, FOLDER, name))
+        fs.put_file(os.path.join(tmp, PAGE), posixpath.join(root, PAGE))
+    return posixpath.join(url, PAGE)

@@ -7,6 +7,8 @@ the file, parameter or task at fault and say what to change.
 
 from __future__ import annotations
 
+import difflib
+
 
 class CaimanDaskError(Exception):
     """Base class of every error raised on purpose by caiman-dask."""
@@ -62,3 +64,13 @@ class ResultsError(CaimanDaskError, ValueError):
 
 class ResultsNotFoundError(CaimanDaskError, FileNotFoundError):
     """A results or regions file does not exist."""
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """``" Did you mean 'K'?"`` for the known name closest to ``name`` (case-insensitive),
+    or ``""`` when none is close."""
+    lowered = {k.lower(): k for k in known}
+    exact = lowered.get(str(name).lower())
+    close = [exact] if exact else [lowered[m] for m in difflib.get_close_matches(
+        str(name).lower(), list(lowered), n=1)]
+    return f" Did you mean {close[0]!r}?" if close else ""

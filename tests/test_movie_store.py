@@ -18,8 +18,13 @@ import tifffile
 import zarr
 
 from caiman_dask.cli import convert as convert_cli
-from caiman_dask.errors import (IncompleteStoreError, MovieError, MovieNotFoundError,
-                                ParameterError, StoreExistsError)
+from caiman_dask.errors import (
+    IncompleteStoreError,
+    MovieError,
+    MovieNotFoundError,
+    ParameterError,
+    StoreExistsError,
+)
 from caiman_dask.movie import Movie, open_movie, open_store, to_zarr
 from caiman_dask.plan import plan_chunks
 from caiman_dask.progress import Progress

@@ -83,6 +83,10 @@ def _check_rest(params: Any) -> None:
     _require(dup is None or 0 < dup <= 1, "merging.duplicate_thr", dup,
              "must be None (off) or a cosine similarity in (0, 1]")
     quality = params.quality
+    for name in ("min_SNR", "SNR_lowest", "rval_thr", "rval_lowest"):
+        value = getattr(quality, name)
+        _require(isinstance(value, int | float) and not isinstance(value, bool),
+                 f"quality.{name}", value, "must be a number")
     _require(not quality.use_cnn, "quality.use_cnn", quality.use_cnn,
              "the built-in engine has no CNN classifier; set quality.use_cnn=false or use "
              "the CaImAn engine")

@@ -13,7 +13,6 @@ by :meth:`CNMFParams.from_dict` and kept verbatim in ``CNMFParams.other``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from caiman_dask.cnmf.param_groups import (
     SpatialParams,
     TemporalParams,
 )
-from caiman_dask.errors import ConfigError
+from caiman_dask.errors import ConfigError, did_you_mean
 
 __all__ = [
     "CNMFParams", "DataParams", "InitParams", "MergingParams", "PatchParams",
@@ -55,8 +54,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _unknown(kind: str, name: str, known: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
     return ConfigError(f"unknown CNMF parameter {kind} {name!r}{where}.{hint} "
                        f"Known: {', '.join(sorted(known))}.")
 

@@ -12,7 +12,6 @@ Axis order everywhere is numpy's: ``(rows, columns)`` = ``(y, x)``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from caiman_dask.errors import ConfigError, ParameterError
+from caiman_dask.errors import ConfigError, ParameterError, did_you_mean
 from caiman_dask.geometry import tile_axes
 
 BORDER_MODES = (True, False, "copy", "min")
@@ -162,8 +161,7 @@ class MotionParams:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(key), known)
                 raise ConfigError(f"unknown motion parameter {key!r}.{hint} "
                                   f"Known: {', '.join(sorted(known))}.")
         return cls(**values)

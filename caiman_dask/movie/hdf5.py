@@ -19,8 +19,15 @@ import h5py
 import numpy as np
 
 from caiman_dask.errors import MovieError, MovieNotFoundError
-from caiman_dask.movie.lazy import (BlockReader, Part, Region, axes_permutation, frame_chunks,
-                                    lazy_array, stored_chunks)
+from caiman_dask.movie.lazy import (
+    BlockReader,
+    Part,
+    Region,
+    axes_permutation,
+    frame_chunks,
+    lazy_array,
+    stored_chunks,
+)
 from caiman_dask.movie.model import SourceFile, check_dtype, dims_for
 from caiman_dask.movie.paths import filesystem, is_url, source_size
 

@@ -10,6 +10,7 @@ never taken for complete. ``overwrite=True`` replaces only a caiman-dask store.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -21,14 +22,26 @@ from typing import Any
 import zarr
 from zarr.codecs import BloscCodec
 
-from caiman_dask.errors import ParameterError, StoreExistsError, TaskError
+from caiman_dask.errors import IncompleteStoreError, ParameterError, StoreExistsError, TaskError
 from caiman_dask.movie.model import Movie, SourceFile, check_dtype
 from caiman_dask.movie.paths import expand_sources, filesystem, normalize
 from caiman_dask.movie.readers import open_movie
-from caiman_dask.movie.writer import (BlockWritten, block_regions, block_shape, checksum_tasks,
-                                      run_tasks, write_tasks)
-from caiman_dask.movie.zarrio import (ARRAY_NAME, ATTRS_KEY, FORMAT_VERSION, open_store,
-                                      store_attrs, zarr_store)
+from caiman_dask.movie.writer import (
+    BlockWritten,
+    block_regions,
+    block_shape,
+    checksum_tasks,
+    run_tasks,
+    write_tasks,
+)
+from caiman_dask.movie.zarrio import (
+    ARRAY_NAME,
+    ATTRS_KEY,
+    FORMAT_VERSION,
+    open_store,
+    store_attrs,
+    zarr_store,
+)
 from caiman_dask.plan import ChunkPlan, StoreLayout, layout_from_chunks, plan_chunks
 from caiman_dask.progress import Progress
 
@@ -126,6 +139,11 @@ def to_zarr(source: Any, dest: str | os.PathLike, *,
         results = _stream(movie, target, block, storage_options, client=client, shown=shown)
         finish_store(group, attrs, results, expected=movie.data.nbytes)
     except BaseException as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise IncompleteStoreError(
+                f"{dest}: the disk is full ({exc.strerror}); the store is left incomplete "
+                "(marked so). Free space or write somewhere else, then convert again with "
+                "overwrite=True (a pipeline run resumes by itself)") from exc
         exc.add_note(f"caiman-dask: {dest} is left incomplete (marked so); fix the cause and "
                      "convert again with overwrite=True")
         raise
@@ -251,13 +269,18 @@ def prepare_destination(dest: str, storage_options: dict[str, Any] | None, *,
 
 
 def create_store(dest: str, storage_options: dict[str, Any] | None, layout: StoreLayout,
-                 attrs: dict[str, Any]) -> tuple[zarr.Group, zarr.Array]:
-    """Create the group (attributes first, not complete) and the empty movie array."""
+                 attrs: dict[str, Any], *, compressors: Sequence[Any] | None = None
+                 ) -> tuple[zarr.Group, zarr.Array]:
+    """Create the group (attributes first, not complete) and the empty movie array.
+
+    ``compressors`` default: :func:`compressor` (``[]``: uncompressed).
+    """
+    codecs = compressor() if compressors is None else list(compressors)
     store = zarr_store(dest, storage_options, read_only=False)
     group = zarr.create_group(store, zarr_format=3, attributes={ATTRS_KEY: attrs})
     array = group.create_array(ARRAY_NAME, shape=layout.shape, dtype=layout.dtype,
                                chunks=layout.chunks, shards=layout.shards,
-                               compressors=compressor(), fill_value=0,
+                               compressors=codecs, fill_value=0,
                                dimension_names=attrs["dims"],
                                config={"write_empty_chunks": True})  # skips a costly check
     return group, array

@@ -13,11 +13,18 @@ from typing import Any
 
 import dask.array as da
 import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.storage import FsspecStore, LocalStore
 
-from caiman_dask.errors import IncompleteStoreError, MovieError, MovieNotFoundError
-from caiman_dask.movie.lazy import (Part, axes_permutation, check_chunks, frame_chunks,
-                                    stored_chunks)
+from caiman_dask import config
+from caiman_dask.errors import ConfigError, IncompleteStoreError, MovieError, MovieNotFoundError
+from caiman_dask.movie.lazy import (
+    Part,
+    axes_permutation,
+    check_chunks,
+    frame_chunks,
+    stored_chunks,
+)
 from caiman_dask.movie.model import Movie, MovieMetadata, SourceFile, check_dtype, dims_for
 from caiman_dask.movie.paths import filesystem, is_url, source_size
 
@@ -25,6 +32,34 @@ ATTRS_KEY = "caiman_dask"
 ARRAY_NAME = "movie"
 FORMAT_VERSION = 1
 STORE_FORMAT = "caiman-dask-store"
+CORRECTED_CODECS = ("none", "lz4", "lz4-shuffle", "zstd", "lz4-bitshuffle")
+
+
+def corrected_codecs(name: str | None = None) -> list[BloscCodec | ZstdCodec]:
+    """Compressors of the float32 stores motion correction writes (``store.corrected-codec``).
+
+    Parameters
+    ----------
+    name : str, optional
+        One of :data:`CORRECTED_CODECS`; default the ``caiman-dask.store.corrected-codec``
+        setting ("none": corrected float32 movies compress ~1.2x at best, for 2-5x the
+        write time; docs/motion.md has the measurements).
+
+    Returns
+    -------
+    list
+        The ``compressors`` argument of ``zarr.create_array`` (empty: uncompressed).
+    """
+    name = config.get("store.corrected-codec", name)
+    codecs: dict[str, list[BloscCodec | ZstdCodec]] = {
+        "none": [], "lz4": [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle")],
+        "lz4-shuffle": [BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")],
+        "zstd": [ZstdCodec(level=1)],
+        "lz4-bitshuffle": [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]}
+    if name not in codecs:
+        raise ConfigError(f"caiman-dask.store.corrected-codec={name!r}: choose one of "
+                          f"{', '.join(CORRECTED_CODECS)}")
+    return codecs[name]
 
 
 def zarr_store(path: str, storage_options: dict[str, Any] | None = None, *,
@@ -46,6 +81,10 @@ def store_attrs(path: str, storage_options: dict[str, Any] | None = None
         meta = json.loads(fs.cat_file(posixpath.join(inner, "zarr.json")))
     except (OSError, ValueError):
         return None
+    except Exception as exc:  # e.g. botocore's NoCredentialsError: not an OSError
+        raise ConfigError(f"cannot read {path}: {type(exc).__name__}: {exc}. Check the "
+                          "credentials (storage_options or environment) and the endpoint"
+                          ) from None
     attrs = meta.get("attributes", {}) if isinstance(meta, dict) else {}
     ours = attrs.get(ATTRS_KEY) if meta.get("node_type") == "group" else None
     return ours if isinstance(ours, dict) else None

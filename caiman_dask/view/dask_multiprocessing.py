@@ -41,7 +41,8 @@ class DaskExecutor:
         self.threads_per_worker = threads_per_worker
         self.memory_limit = memory_limit
         self.scatter_min_bytes = int(config.get("view.scatter-min-bytes"))
-        self._batch_of: dict[str, tuple[Batch, int]] = {}
+        self._batch_of: dict[str, tuple[Batch, int, str]] = {}
+        self._limit_asked = bool(memory_limit)
 
     @property
     def n_workers(self) -> int:
@@ -57,12 +58,14 @@ class DaskExecutor:
         """Submit the batches in one message; large repeated arguments are scattered once."""
         if not batches:
             return []
+        if not self._limit_asked:  # an attached cluster: ask now, its workers may die later
+            self.memory_limit, self._limit_asked = _worker_memory_limit(self.client), True
         shared = _SharedArguments(self.client, self.scatter_min_bytes)
         specs = [batch for batch, _ in batches]
         sent = [[shared.swap_item(x) for x in items] for _, items in batches]
         futures = self.client.map(run_batch, specs, sent, pure=False, key=_keys(specs))
         for future, (batch, items) in zip(futures, batches, strict=True):
-            self._batch_of[future.key] = (batch, len(items))
+            self._batch_of[future.key] = (batch, len(items), _label(items))
             future.add_done_callback(self._forget)
         return futures
 
@@ -121,9 +124,10 @@ class DaskExecutor:
             self.client.cancel(unfinished)
 
     def _killed_message(self, handle: Future) -> str:
-        batch, n_items = self._batch_of.get(handle.key, (None, 0))
+        batch, n_items, label = self._batch_of.get(handle.key, (None, 0, ""))
         name = getattr(batch.fn, "__qualname__", "?") if batch else handle.key
         items = f"items {batch.offset}-{batch.offset + n_items - 1}" if batch else "?"
+        items += f": {label}" if label else ""
         limit = format_bytes(self.memory_limit) if self.memory_limit else "its limit"
         retries = config.get("cluster.allowed-failures")
         return (
@@ -132,6 +136,25 @@ class DaskExecutor:
             f"more memory (memory_limit / --memory-limit) or make tasks smaller "
             f"(smaller patches: rf; shorter blocks: num_frames_split)."
         )
+
+
+def _label(items: list[Any]) -> str:
+    """How errors name a batch: the ``label`` of its first item (or of the item's first
+    element, for tuple items), e.g. ``CNMF patch 3 (rows 0:21, cols 0:21)``."""
+    first = items[0] if items else None
+    if type(first) in (tuple, list) and first:
+        first = first[0]
+    label = getattr(first, "label", "")
+    return label + (f" and {len(items) - 1} more" if label and len(items) > 1 else "")
+
+
+def _worker_memory_limit(client: Client) -> int:
+    """The smallest worker memory limit the scheduler knows (0: unknown or none)."""
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        return min((int(w.get("memory_limit") or 0) for w in workers), default=0)
+    except Exception:  # the cluster may be gone: the message must still be written
+        return 0
 
 
 class _SharedArguments:

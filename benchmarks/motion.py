@@ -53,8 +53,11 @@ from common import stats, timed, write  # noqa: E402
 from motion_maths import NEUROFINDER, floor  # noqa: E402
 
 import caiman_dask as cd  # noqa: E402
-from caiman_dask.motion import MotionParams, correct_block  # noqa: E402
-from caiman_dask.motion import driver  # noqa: E402
+from caiman_dask.motion import (  # noqa: E402
+    MotionParams,
+    correct_block,
+    driver,  # noqa: E402
+)
 from caiman_dask.movie import open_store, to_zarr  # noqa: E402
 from caiman_dask.synthetic import move_frames, random_walk  # noqa: E402
 
@@ -311,6 +314,7 @@ def main() -> None:
         for view in views.values():
             cd.stop_server(view)
     path = write("motion", {"threads_per_worker": 1, "suite2p_threads": opts.suite2p_threads,
+                            "corrected_codec": cd.config.get("store.corrected-codec"),
                             "results": results}, opts.out)
     for name, result in results.items():
         print(name, json.dumps({k: round(v, 3) for k, v in result["ratios"].items()}))

@@ -36,7 +36,7 @@ from common import timed, write  # noqa: E402
 
 import caiman_dask as cd  # noqa: E402
 from caiman_dask.motion import MotionParams  # noqa: E402
-from caiman_dask.motion.driver import motion_correct  # noqa: E402
+from caiman_dask.motion.driver import MAX_TEMPLATE_BLOCKS, motion_correct  # noqa: E402
 from caiman_dask.movie import Movie, MovieMetadata, to_zarr  # noqa: E402
 from caiman_dask.synthetic import random_walk  # noqa: E402
 
@@ -184,6 +184,8 @@ def main() -> None:
                "raw_bytes": n_frames * SIZE * SIZE * 2, "store_bytes_on_disk": sizes,
                "disk_free_before": free, "workers": 2, "threads_per_worker": 1,
                "memory_limit": opts.memory_limit, "pw_rigid": opts.pw_rigid,
+               "corrected_codec": cd.config.get("store.corrected-codec"),
+               "max_template_blocks": MAX_TEMPLATE_BLOCKS,
                "generate_convert_seconds": convert_s, "generate_client_peak_rss": gen.peak,
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
                **result, "fps": n_frames / result["seconds"]}

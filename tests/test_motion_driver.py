@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import re
+import shutil
 
+import dask.config
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from motion_synth import crop, neuron_image, rigid_movie, translate
 
 import caiman_dask
 from caiman_dask.cli import main
-from caiman_dask.errors import ParameterError
+from caiman_dask.errors import ConfigError, ParameterError
+from caiman_dask.motion import MotionParams, correct_block
 from caiman_dask.motion.apply import apply_shifts, load_motion
-from caiman_dask.motion.driver import motion_correct
+from caiman_dask.motion.driver import MAX_TEMPLATE_BLOCKS, block_tasks, motion_correct, run_pass
+from caiman_dask.motion.driver_io import BlockReader
+from caiman_dask.motion.template import meta_template
 from caiman_dask.movie import open_store, to_zarr
+from caiman_dask.movie.ref import ArrayRef
+from caiman_dask.movie.zarrio import corrected_codecs
 from caiman_dask.view import SerialView
 
 PARAMS = {"max_shifts": (8, 8), "num_frames_split": 50, "niter_rig": 1}
@@ -130,3 +138,67 @@ def test_command_line(shifted, capsys):
     before, after = map(float, re.search(r"crispness ([0-9.e+]+) -> ([0-9.e+]+)", out).groups())
     assert after > before  # the mean image got sharper
     assert open_store(str(folder / "cli.zarr")).shape == (200, 96, 128)
+
+
+def test_client_keeps_a_bounded_number_of_block_means(shifted, serial):
+    store, _, _ = shifted
+    source = ArrayRef(store)
+    many = block_tasks([(80 * i, 80 * (i + 1)) for i in range(250)], source, None)
+    kept = [t.index for t in many if t.keep_mean]
+    assert len(kept) == MAX_TEMPLATE_BLOCKS and kept[0] == 0 and kept[-1] == 249
+    assert max(np.diff(kept)) <= 5  # evenly spaced: 249 / 63 ~ 4
+    blocks = [(0, 50), (50, 100), (100, 150), (150, 200)]
+    template = open_store(store).data[:50].compute().mean(axis=0)
+    params = MotionParams.from_dict(PARAMS)
+    summaries = run_pass(block_tasks(blocks, source, None, max_means=2), template, params,
+                         serial, "test")
+    assert [s.mean_image is not None for s in summaries] == [True, False, False, True]
+    every = run_pass(block_tasks(blocks, source, None), template, params, serial, "test")
+    assert all(s.mean_image is not None for s in every)
+    for few, full in zip(summaries, every, strict=True):
+        np.testing.assert_array_equal(few.rigid_shifts, full.rigid_shifts)
+    # the template of 2 of the 4 block means stays close to CaImAn's median of all 4
+    # (measured: correlation 0.99995, interior 0.06% of the maximum; the blocks' borders
+    # differ more); registering against either gives shifts 0.017 px RMS apart
+    subset = meta_template([s.mean_image for s in summaries if s.mean_image is not None])
+    whole = meta_template([s.mean_image for s in every])
+    assert np.corrcoef(subset.ravel(), whole.ravel())[0, 1] >= 0.9995
+    inner = (slice(8, -8), slice(8, -8))  # inside max_shifts
+    assert np.abs(subset - whole)[inner].max() <= 0.005 * np.abs(whole).max()
+    frames = open_store(store).data[:100].compute()
+    found = [correct_block(frames, t, params).rigid_shifts for t in (subset, whole)]
+    apart = found[0] - found[1] - (found[0] - found[1]).mean(axis=0)
+    assert np.sqrt((apart ** 2).sum(axis=1).mean()) <= 0.05
+
+
+def test_corrected_codec_setting(shifted, serial):
+    store, _, folder = shifted
+    plain = motion_correct(store, str(folder / "codec-none.zarr"), params=PARAMS, view=serial)
+    with dask.config.set({"caiman-dask.store.corrected-codec": "zstd"}):
+        packed = motion_correct(store, str(folder / "codec-zstd.zarr"), params=PARAMS,
+                                view=serial)
+    assert zarr.open_group(plain.path, mode="r")["movie"].compressors == ()
+    assert type(zarr.open_group(packed.path, mode="r")["movie"].compressors[0]).__name__ == (
+        "ZstdCodec")
+    np.testing.assert_array_equal(open_store(packed.path).data.compute(),
+                                  open_store(plain.path).data.compute())
+    with dask.config.set({"caiman-dask.store.corrected-codec": "gzip"}):
+        with pytest.raises(ConfigError, match="corrected-codec"):
+            corrected_codecs()
+
+
+def test_block_reader_fills_the_block_and_hands_over_read_errors(shifted, tmp_path):
+    store, _, _ = shifted
+    array = ArrayRef(store).open()
+    with BlockReader(array, 30, 130) as reader:  # not chunk-aligned on purpose
+        for index in range(100):
+            reader.wait(index)
+        np.testing.assert_array_equal(reader.frames, array[30:130])
+    broken = tmp_path / "broken.zarr"
+    shutil.copytree(store, broken)
+    shard = sorted(p for p in (broken / "movie").rglob("*") if p.is_file()
+                   and p.name != "zarr.json")[-1]  # the last block's shard
+    shard.write_bytes(shard.read_bytes()[:100])
+    with BlockReader(ArrayRef(str(broken)).open(), 150, 200) as reader:
+        with pytest.raises(Exception):  # noqa: B017 - zarr's own decoding error
+            reader.wait(0)

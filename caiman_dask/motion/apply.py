@@ -11,12 +11,17 @@ import zarr
 from caiman_dask.errors import ParameterError
 from caiman_dask.motion.block import BlockShifts, apply_block_shifts
 from caiman_dask.motion.driver import (
-    MotionResult, corrected_attrs, plan_for, read_sample, with_min_mov)
+    MotionResult,
+    corrected_attrs,
+    plan_for,
+    read_sample,
+    with_min_mov,
+)
 from caiman_dask.motion.params import MotionParams
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.movie.store import create_store, finish_store, prepare_destination
 from caiman_dask.movie.writer import BlockWritten
-from caiman_dask.movie.zarrio import ATTRS_KEY, open_store, zarr_store
+from caiman_dask.movie.zarrio import ATTRS_KEY, corrected_codecs, open_store, zarr_store
 from caiman_dask.progress import Progress
 from caiman_dask.view.base import BaseView
 
@@ -99,7 +104,8 @@ def apply_shifts(movie: str, shifts: str | MotionResult, out: str, *, view: Base
     plan = plan_for(stored, params, None)
     prepare_destination(out, storage_options, overwrite=overwrite)
     attrs = corrected_attrs(movie, storage_options, plan, params)
-    group, _ = create_store(out, storage_options, plan.corrected, attrs)
+    group, _ = create_store(out, storage_options, plan.corrected, attrs,
+                            compressors=corrected_codecs())
     tasks = [ApplyTask(a, b, src, dst, _block_shifts(result, a, b)) for a, b in plan.time_blocks]
     written = []
     with Progress("apply shifts", total=len(tasks)) as progress:

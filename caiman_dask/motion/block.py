@@ -22,6 +22,7 @@ worker setup (``cv2.setNumThreads``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -118,8 +119,8 @@ def _check_template(template: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
     return template
 
 
-def correct_block(frames: np.ndarray, template: np.ndarray,
-                  params: MotionParams) -> BlockResult:
+def correct_block(frames: np.ndarray, template: np.ndarray, params: MotionParams, *,
+                  ready: Callable[[int], None] | None = None) -> BlockResult:
     """Motion-correct one block of frames against a template (NoRMCorre).
 
     Parameters
@@ -130,6 +131,9 @@ def correct_block(frames: np.ndarray, template: np.ndarray,
         (Y, X) template in raw intensities (see :mod:`~caiman_dask.motion.template`).
     params : MotionParams
         Motion parameters; validated against the frame shape.
+    ready : callable, optional
+        ``ready(i)`` is called before frame ``i`` is first read and returns once it is
+        in ``frames``: lets a caller fill ``frames`` while earlier frames register.
 
     Returns
     -------
@@ -145,7 +149,7 @@ def correct_block(frames: np.ndarray, template: np.ndarray,
     frames = _check_frames(frames, params)
     template = _check_template(template, frames.shape[1:])
     with threadpool_limits(limits=1, user_api="blas"):
-        return _correct(frames, template, params)
+        return _correct(frames, template, params, ready)
 
 
 class _Corrector:
@@ -170,7 +174,8 @@ class _Corrector:
         return shift, tile_shifts, found.flags
 
 
-def _correct(frames: np.ndarray, template: np.ndarray, params: MotionParams) -> BlockResult:
+def _correct(frames: np.ndarray, template: np.ndarray, params: MotionParams,
+             ready: Callable[[int], None] | None = None) -> BlockResult:
     corrector = _Corrector(template, params)
     count, dims = len(frames), _dims(frames)
     corrected = np.empty((count, *dims), np.float32)
@@ -181,6 +186,8 @@ def _correct(frames: np.ndarray, template: np.ndarray, params: MotionParams) -> 
     offset = nonneg_offset(template, params)
     frame, total = np.empty(dims, np.float32), np.zeros(dims, np.float32)
     for index in range(count):
+        if ready is not None:
+            ready(index)
         np.copyto(frame, frames[index], casting="unsafe")
         rigid[index], tiles, flags[index] = corrector.correct(frame, corrected[index])
         if pw is not None:

@@ -1,10 +1,17 @@
 """The motion-correction driver: one task per time block over zarr stores.
 
-No maths here: tasks call :func:`caiman_dask.motion.correct_block`. The driver reads
+No maths here: tasks call an engine's ``register_block`` (built-in:
+:func:`caiman_dask.motion.correct_block`). The driver reads
 the template sample, runs CaImAn's passes (``niter_rig`` rigid passes, each ending in
 the median of the blocks' mean images, then a piecewise-rigid pass when ``pw_rigid``),
 writes the last pass into the corrected store laid out by the chunk plan (block writes
 never share a shard) and records shifts, template and flags beside the movie.
+
+Client memory is bounded: only the mean images of at most :data:`MAX_TEMPLATE_BLOCKS`
+evenly spaced blocks come back for the next template (CaImAn takes the median of every
+block's mean; movies of up to that many blocks get exactly that), the rest of each block's
+summary is O(frames) numbers. The corrected store's codec is the
+``caiman-dask.store.corrected-codec`` setting (default uncompressed, docs/motion.md).
 """
 
 from __future__ import annotations
@@ -15,39 +22,49 @@ from typing import Any
 import numpy as np
 import zarr
 
+from caiman_dask import config
+from caiman_dask.engines import DEFAULT_ENGINE, get_engine
 from caiman_dask.errors import MovieError, ParameterError
-from caiman_dask.motion.block import correct_block
+from caiman_dask.motion.driver_io import BlockReader
 from caiman_dask.motion.params import MotionParams
 from caiman_dask.motion.template import meta_template, rigid_template, template_indices
 from caiman_dask.movie.model import Movie
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.movie.store import create_store, finish_store, prepare_destination
 from caiman_dask.movie.writer import BlockWritten
-from caiman_dask.movie.zarrio import ATTRS_KEY, open_store
+from caiman_dask.movie.zarrio import ATTRS_KEY, corrected_codecs, open_store
 from caiman_dask.plan import ChunkPlan, plan_chunks, validate_aligned_writes
 from caiman_dask.progress import Progress
 from caiman_dask.view.base import BaseView
 
+MAX_TEMPLATE_BLOCKS = 64  # block means kept for the next template: O(1) frames in the client
+
 
 @dataclass(frozen=True)
 class BlockTask:
-    """One block of frames ``[start, stop)`` to correct; ``dest`` None: a template pass."""
+    """One block of frames ``[start, stop)`` to correct; ``dest`` None: a template pass.
+
+    ``keep_mean``: return the block's mean image (an input of the next template).
+    """
 
     index: int
     start: int
     stop: int
     source: ArrayRef
     dest: ArrayRef | None
+    keep_mean: bool = True
+    engine: str = DEFAULT_ENGINE
 
 
 @dataclass(frozen=True)
 class BlockSummary:
-    """What a block task returns: everything but the corrected frames."""
+    """What a block task returns: everything but the corrected frames (and the mean image
+    unless the task keeps it)."""
 
     index: int
     rigid_shifts: np.ndarray
     pw_shifts: np.ndarray | None
-    mean_image: np.ndarray
+    mean_image: np.ndarray | None
     flags: np.ndarray
     offset: float
     written: BlockWritten | None
@@ -82,15 +99,18 @@ class MotionResult:
 
 
 def correct_store_block(item: tuple[BlockTask, np.ndarray, MotionParams]) -> BlockSummary:
-    """Task: read one block, correct it, write it if asked, return the small results."""
+    """Task: read one block (overlapping its registration), correct it, write it if asked,
+    return the small results."""
     task, template, params = item
-    frames = task.source.open()[task.start : task.stop]
-    result = correct_block(frames, template, params)
+    with BlockReader(task.source.open(), task.start, task.stop) as reader:
+        register = get_engine(task.engine).register_block
+        result = register(reader.frames, template, params, ready=reader.wait)
     written = None
     if task.dest is not None:
         task.dest.open(write=True)[task.start : task.stop] = result.corrected
         written = BlockWritten((task.start,), (task.stop,), int(result.corrected.nbytes))
-    return BlockSummary(task.index, result.rigid_shifts, result.pw_shifts, result.mean_image,
+    mean = result.mean_image if task.keep_mean else None
+    return BlockSummary(task.index, result.rigid_shifts, result.pw_shifts, mean,
                         result.flags, result.offset, written)
 
 
@@ -116,6 +136,22 @@ def with_min_mov(params: MotionParams, sample: np.ndarray) -> MotionParams:
         return params
     finite = sample[np.isfinite(sample)]
     return params.replace(min_mov=float(finite.min()) if finite.size else 0.0)
+
+
+def check_finite(sample: np.ndarray, source: str) -> None:
+    """Refuse a movie whose template sample holds NaN, inf, or values so large that the
+    float32 registration overflows (CNMF would refuse them later, after a long stage)."""
+    bad = ~np.isfinite(sample)
+    if bad.any():
+        raise MovieError(f"{source}: {int(bad.sum())} of {sample.size} sampled pixels are NaN "
+                         "or inf; replace them (e.g. with the frame's median) before motion "
+                         "correction, or run without it (motion=False / --no-motion)")
+    limit = 1e18 / max(1, sample[0].size)  # float32 spectra products overflow above it
+    top = float(np.abs(sample).max()) if sample.size else 0.0
+    if top > limit:
+        raise MovieError(f"{source}: pixel values up to {top:.3g} overflow the float32 "
+                         f"registration (limit {limit:.3g} for this frame size); rescale the "
+                         "movie, e.g. to photon counts")
 
 
 def plan_for(movie: Movie, params: MotionParams, plan: ChunkPlan | None) -> ChunkPlan:
@@ -149,7 +185,7 @@ def run_pass(tasks: list[BlockTask], template: np.ndarray, params: MotionParams,
 def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, Any],
                    view: BaseView, plan: ChunkPlan | None = None,
                    storage_options: dict[str, Any] | None = None,
-                   overwrite: bool = False) -> MotionResult:
+                   overwrite: bool = False, engine: str | None = None) -> MotionResult:
     """Motion-correct a caiman-dask store into a new corrected store.
 
     Parameters
@@ -169,11 +205,15 @@ def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, A
         fsspec options for URLs.
     overwrite : bool
         Replace ``dest`` if it is a caiman-dask store.
+    engine : {"builtin", "caiman"}, optional
+        Whose maths registers each block (default: config ``caiman-dask.engine``);
+        "caiman" runs CaImAn's ``tile_and_correct`` per frame. The template is ours.
 
     Returns
     -------
     MotionResult
     """
+    engine = get_engine(config.get("engine", engine)).name  # fails here if unavailable
     params = params if isinstance(params, MotionParams) else MotionParams.from_dict(params)
     movie = open_store(source, storage_options=storage_options)
     if movie.data.ndim != 3:
@@ -183,15 +223,18 @@ def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, A
     plan = plan_for(movie, params, plan)
     tasks_src = ArrayRef(source, storage_options)
     sample = read_sample(tasks_src, movie.shape[0], movie.data.chunksize[0], view)
+    origin = movie.metadata.sources  # name the user's file, not our raw.zarr copy of it
+    check_finite(sample, f"{origin[0].path} (as {source})" if origin else source)
     params = with_min_mov(params, sample)
     template = rigid_template(sample, params)
     prepare_destination(dest, storage_options, overwrite=overwrite)
     attrs = corrected_attrs(source, storage_options, plan, params)
-    group, _ = create_store(dest, storage_options, plan.corrected, attrs)
+    group, _ = create_store(dest, storage_options, plan.corrected, attrs,
+                            compressors=corrected_codecs())
     regions = [(slice(a, b),) + (slice(None),) * 2 for a, b in plan.time_blocks]
     validate_aligned_writes(plan.corrected, regions, name="motion-correction blocks")
     dest_ref = ArrayRef(dest, storage_options)
-    summaries, template = _passes(plan, tasks_src, dest_ref, template, params, view)
+    summaries, template = _passes(plan, tasks_src, dest_ref, template, params, view, engine)
     result = _result(dest, template, summaries)
     _record(group, result)
     attrs["motion"]["offset"] = result.offset
@@ -201,18 +244,27 @@ def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, A
 
 
 def _passes(plan: ChunkPlan, source: ArrayRef, dest: ArrayRef, template: np.ndarray,
-            params: MotionParams, view: BaseView) -> tuple[list[BlockSummary], np.ndarray]:
+            params: MotionParams, view: BaseView,
+            engine: str) -> tuple[list[BlockSummary], np.ndarray]:
     rigid = params.replace(pw_rigid=False)
     passes = [(rigid, f"motion rigid {i + 1}/{params.niter_rig}") for i in range(params.niter_rig)]
     if params.pw_rigid:
         passes.append((params, "motion pw-rigid"))
     for number, (pass_params, label) in enumerate(passes):
         last = number == len(passes) - 1
-        tasks = [BlockTask(i, a, b, source, dest if last else None)
-                 for i, (a, b) in enumerate(plan.time_blocks)]
+        tasks = block_tasks(plan.time_blocks, source, dest if last else None, engine=engine)
         summaries = run_pass(tasks, template, pass_params, view, label)
-        template = meta_template([s.mean_image for s in summaries])
+        template = meta_template([s.mean_image for s in summaries if s.mean_image is not None])
     return summaries, template
+
+
+def block_tasks(blocks: tuple[tuple[int, int], ...] | list[tuple[int, int]], source: ArrayRef,
+                dest: ArrayRef | None, *, max_means: int = MAX_TEMPLATE_BLOCKS,
+                engine: str = DEFAULT_ENGINE) -> list[BlockTask]:
+    """One task per block; at most ``max_means`` evenly spaced ones keep their mean image."""
+    keep = set(template_indices(len(blocks), n_samples=max_means).tolist())
+    return [BlockTask(i, a, b, source, dest, keep_mean=i in keep, engine=engine)
+            for i, (a, b) in enumerate(blocks)]
 
 
 def _result(dest: str, template: np.ndarray, summaries: list[BlockSummary]) -> MotionResult:

@@ -222,3 +222,25 @@ def test_bad_movies_are_refused() -> None:
         fit_patch(nan, PATCH_PARAMS)
     with pytest.raises(ParameterError, match=r"init\.gSig"):
         fit_patch(np.zeros((50, 8, 8), np.float32), PATCH_PARAMS)
+
+
+def _energy_reference(rho: np.ndarray, rolling_length: int | None) -> np.ndarray:
+    """The original whole-movie implementation of the greedy search energy."""
+    sq = rho.astype(np.float64) ** 2
+    if rolling_length is None or rolling_length >= sq.shape[0]:
+        return sq.sum(axis=0)
+    cs = np.cumsum(sq, axis=0)
+    windows = cs[rolling_length - 1:].copy()
+    windows[1:] -= cs[:-rolling_length]
+    return windows.max(axis=0)
+
+
+@pytest.mark.parametrize("rolling_length", [1, 7, 100, 299, 300, 1000])
+def test_greedy_energy_is_bit_identical_to_reference(rolling_length: int) -> None:
+    from caiman_dask.cnmf.initialization import _energy
+
+    rho = np.random.default_rng(4).normal(size=(300, 6, 5)).astype(np.float32)
+    for step in (1, 13, 1024):
+        got = _energy(rho, rolling_length, step=step)
+        np.testing.assert_array_equal(got, _energy_reference(rho, rolling_length))
+    np.testing.assert_array_equal(_energy(rho, None), _energy_reference(rho, None))

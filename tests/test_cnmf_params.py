@@ -61,3 +61,13 @@ def test_validate_names_the_bad_parameter(change: dict, name: str) -> None:
 def test_valid_params_pass_and_chain() -> None:
     params = CNMFParams.from_dict(CAIMAN_STYLE)
     assert params.validate((256, 256)) is params
+
+
+def test_documented_neurofinder_params_load_and_validate() -> None:
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "params" / "neurofinder.json"
+    params = CNMFParams.from_dict(json.loads(path.read_text()))
+    assert params.validate((256, 256)) is params
+    assert params.data.fr == 7.0 and params.patch.only_init is False
+    assert params.to_dict()["init"]["gSig"] == [5, 5]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import sparse
 from cnmf_synth import make_movie
+from scipy import sparse
 
 from caiman_dask.cnmf import (
     CNMFParams,

@@ -29,6 +29,7 @@ from caiman_dask.plan import (
     report,
     validate_aligned_writes,
 )
+from caiman_dask.plan_report import PATCH_WORK_COPIES
 
 MIB = 1 << 20
 
@@ -317,7 +318,7 @@ def test_report_memory_and_text() -> None:
     plan = plan_chunks((3000, 512, 512), "uint16", rf=25, stride=6, num_frames_split=100)
     rep = report(plan)
     patch = rep.pattern("CNMF patch read")
-    assert patch.memory_max == patch.read_max + 3 * 3000 * 51 * 51 * 4
+    assert patch.memory_max == patch.read_max + PATCH_WORK_COPIES * 3000 * 51 * 51 * 4
     mc = rep.pattern("MC read")
     assert mc.memory_max > 100 * 512 * 512 * (2 + 4 + 4)
     # 50 evenly spaced frames each decode one whole raw chunk of 25 frames

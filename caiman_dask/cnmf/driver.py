@@ -26,16 +26,19 @@ from typing import Any
 
 import numpy as np
 
+from caiman_dask import config
 from caiman_dask.cnmf._validate import validate_params
 from caiman_dask.cnmf.driver_finish import estimates_of, refine_and_evaluate
 from caiman_dask.cnmf.driver_refine import one_blas_thread, pixel_blocks
 from caiman_dask.cnmf.driver_source import cnmf_plan, prepare_source
 from caiman_dask.cnmf.params import CNMFParams
-from caiman_dask.cnmf.patch import PatchResult, fit_patch
+from caiman_dask.cnmf.patch import PatchResult
+from caiman_dask.engines import DEFAULT_ENGINE, get_engine
 from caiman_dask.errors import ParameterError
 from caiman_dask.geometry import Patch
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.movie.zarrio import open_store
+from caiman_dask.plan import ChunkPlan
 from caiman_dask.progress import Progress
 from caiman_dask.results.estimates import Estimates
 from caiman_dask.view.base import BaseView
@@ -49,6 +52,13 @@ class PatchTask:
     y: slice
     x: slice
     source: ArrayRef
+    engine: str = DEFAULT_ENGINE
+
+    @property
+    def label(self) -> str:
+        """How errors name this task (e.g. a worker killed by it): CaImAn's patch index."""
+        return (f"CNMF patch {self.index} (rows {self.y.start}:{self.y.stop}, "
+                f"cols {self.x.start}:{self.x.stop})")
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ def fit_patch_task(item: tuple[PatchTask, CNMFParams]) -> PatchDone:
     start = time.perf_counter()
     frames = np.asarray(task.source.open()[:, task.y, task.x], dtype=np.float32)
     try:
-        result = fit_patch(frames, params)
+        result = get_engine(task.engine).fit_patch(frames, params)
     except Exception as exc:
         exc.add_note(f"caiman-dask: CNMF patch {task.index} (rows {task.y.start}:{task.y.stop},"
                      f" cols {task.x.start}:{task.x.stop})")
@@ -152,7 +162,8 @@ def _check_done(done: Mapping[int, PatchResult], patches: list[Patch]) -> None:
 def fit_cnmf(store: str, *, params: CNMFParams | Mapping[str, Any], view: BaseView,
              storage_options: dict[str, Any] | None = None, work_dir: str | None = None,
              done_patches: Mapping[int, PatchResult] | None = None,
-             on_patch: Callable[[int, PatchResult], None] | None = None) -> CNMFResult:
+             on_patch: Callable[[int, PatchResult], None] | None = None,
+             engine: str | None = None) -> CNMFResult:
     """Run CNMF on a caiman-dask store: patches, merge, refinement, evaluation.
 
     Parameters
@@ -173,6 +184,9 @@ def fit_cnmf(store: str, *, params: CNMFParams | Mapping[str, Any], view: BaseVi
         patches are not recomputed.
     on_patch : callable, optional
         ``on_patch(index, result)`` on the client as each new patch finishes (persist it).
+    engine : {"builtin", "caiman"}, optional
+        Whose maths fits each patch (default: config ``caiman-dask.engine``, "builtin");
+        "caiman" runs CaImAn's own ``CNMF.fit`` on each patch array.
 
     Returns
     -------
@@ -184,6 +198,7 @@ def fit_cnmf(store: str, *, params: CNMFParams | Mapping[str, Any], view: BaseVi
         Invalid parameters for this frame (before any task runs), or ``done_patches``
         that do not fit the patch grid.
     """
+    engine = get_engine(config.get("engine", engine)).name  # fails here if unavailable
     movie = open_store(store, storage_options=storage_options)
     params = resolve_params(params, movie.metadata.fr)
     dims = (int(movie.shape[1]), int(movie.shape[2]))
@@ -191,23 +206,39 @@ def fit_cnmf(store: str, *, params: CNMFParams | Mapping[str, Any], view: BaseVi
     plan = cnmf_plan(movie, params)
     patches = patch_grid_of(plan.patches(), params, dims)
     _check_done(done_patches or {}, patches)
+    run = _Run(store=store, shape=tuple(movie.shape), params=params, plan=plan,
+               patches=patches, storage_options=storage_options, engine=engine)
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="caiman-dask-cnmf-") as tmp:
-            return _fit(store, movie.shape, params, plan, patches, view, storage_options, tmp,
-                        done_patches or {}, on_patch)
-    return _fit(store, movie.shape, params, plan, patches, view, storage_options, work_dir,
-                done_patches or {}, on_patch)
+            return _fit(run, view=view, work_dir=tmp, done=done_patches or {},
+                        on_patch=on_patch)
+    return _fit(run, view=view, work_dir=work_dir, done=done_patches or {}, on_patch=on_patch)
 
 
-def _fit(store, shape, params, plan, patches, view, storage_options, work_dir, done,
-         on_patch) -> CNMFResult:
+@dataclass(frozen=True)
+class _Run:
+    """What one fit_cnmf call works on (resolved before any task runs)."""
+
+    store: str
+    shape: tuple[int, ...]
+    params: CNMFParams
+    plan: ChunkPlan
+    patches: list[Patch]
+    storage_options: dict[str, Any] | None
+    engine: str = DEFAULT_ENGINE
+
+
+def _fit(run: _Run, *, view: BaseView, work_dir: str, done: Mapping[int, PatchResult],
+         on_patch: Callable[[int, PatchResult], None] | None) -> CNMFResult:
+    store, shape, params, plan = run.store, run.shape, run.params, run.plan
+    patches, storage_options = run.patches, run.storage_options
     timings: dict[str, float] = {}
     start = time.perf_counter()
     source = prepare_source(store, plan, view=view, work_dir=work_dir,
                             storage_options=storage_options)
     timings["rechunk"] = time.perf_counter() - start
     ref = ArrayRef(source, storage_options)
-    tasks = [PatchTask(p.index, p.y, p.x, ref) for p in patches]
+    tasks = [PatchTask(p.index, p.y, p.x, ref, run.engine) for p in patches]
     patch_params = params.replace(init={"nb": params.patch.nb_patch})
     start = time.perf_counter()
     results = run_patches(tasks, patch_params, view, done=done, on_patch=on_patch)

@@ -15,8 +15,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from caiman_dask.cnmf.assemble import assemble_noise, assemble_patches
-from caiman_dask.cnmf.driver_refine import (Factors, PixelBlock, evaluate_pass, refine_round,
-                                            temporal_pass)
+from caiman_dask.cnmf.driver_refine import (
+    Factors,
+    PixelBlock,
+    evaluate_pass,
+    refine_round,
+    temporal_pass,
+)
 from caiman_dask.cnmf.evaluate import Evaluation
 from caiman_dask.cnmf.merge import merge_components
 from caiman_dask.cnmf.params import CNMFParams
@@ -25,7 +30,6 @@ from caiman_dask.cnmf.refine import normalize_components
 from caiman_dask.cnmf.temporal import TemporalResult
 from caiman_dask.results.estimates import Estimates
 from caiman_dask.view.base import BaseView
-
 
 #: Refinement rounds (spatial + temporal), each followed by a merge.
 ROUNDS = 2

@@ -20,12 +20,25 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from caiman_dask.cnmf.evaluate import (Evaluation, activity_matrix, classify,
-                                       evaluation_block, footprint_area, on_support,
-                                       spatial_rvalues, trace_snr)
+from caiman_dask.cnmf.evaluate import (
+    Evaluation,
+    activity_matrix,
+    classify,
+    evaluation_block,
+    footprint_area,
+    on_support,
+    spatial_rvalues,
+    trace_snr,
+)
 from caiman_dask.cnmf.params import CNMFParams
-from caiman_dask.cnmf.refine import (Products, block_products, finish_spatial,
-                                     spatial_block, sum_products, temporal_update)
+from caiman_dask.cnmf.refine import (
+    Products,
+    block_products,
+    finish_spatial,
+    spatial_block,
+    sum_products,
+    temporal_update,
+)
 from caiman_dask.cnmf.spatial import full_support, to_pixels
 from caiman_dask.cnmf.temporal import TemporalResult
 from caiman_dask.movie.ref import ArrayRef
@@ -36,6 +49,8 @@ from caiman_dask.view.base import BaseView
 BLOCK_BYTES = 64 << 20
 #: At least this many blocks when the frame has enough columns (parallelism).
 MIN_BLOCKS = 4
+#: A band may exceed ``BLOCK_BYTES`` up to this factor to span one whole column chunk.
+MAX_CHUNK_OVERSHOOT = 8
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,8 +99,11 @@ def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], x_chunk: int, *,
                  block_bytes: int = BLOCK_BYTES) -> list[PixelBlock]:
     """Column bands of about ``block_bytes``, aligned to the store's column chunks."""
     T, d1, d2 = shape
-    cols = max(1, block_bytes // max(T * d1 * 4, 1))
+    column = max(T * d1 * 4, 1)
+    cols = max(1, block_bytes // column)
     cols = min(cols, max(1, math.ceil(d2 / MIN_BLOCKS)))
+    if cols < x_chunk and x_chunk * column <= MAX_CHUNK_OVERSHOOT * block_bytes:
+        cols = x_chunk  # a narrower band would decode each chunk several times
     if cols >= x_chunk:
         cols -= cols % x_chunk
     edges = list(range(0, d2, cols)) + [d2]

@@ -152,7 +152,9 @@ def spatial_rvalues(YM: np.ndarray | sp.spmatrix, A: sp.spmatrix | np.ndarray) -
     keep = coo.data != 0
     rows, cols, y = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
     if sp.issparse(YM):
-        x = np.asarray(sp.csr_matrix(YM)[rows, cols], dtype=np.float64).ravel()
+        picked = sp.csr_matrix(YM)[rows, cols]  # a sparse matrix when nothing is picked
+        x = np.asarray(picked.toarray() if sp.issparse(picked) else picked,
+                       dtype=np.float64).ravel()
     else:
         x = np.asarray(YM, dtype=np.float64)[rows, cols]
     K = A.shape[1]

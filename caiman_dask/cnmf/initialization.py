@@ -44,15 +44,22 @@ def _blur(R: np.ndarray, sig: tuple[float, float], half: tuple[int, int]) -> np.
                                          mode="constant")
 
 
-def _energy(rho: np.ndarray, rolling_length: int | None) -> np.ndarray:
-    """Per-pixel energy of the filtered movie: total or max rolling sum of squares."""
-    sq = rho.astype(np.float64) ** 2
-    if rolling_length is None or rolling_length >= sq.shape[0]:
-        return sq.sum(axis=0)
-    cs = np.cumsum(sq, axis=0)
-    windows = cs[rolling_length - 1:].copy()
-    windows[1:] -= cs[:-rolling_length]
-    return windows.max(axis=0)
+def _energy(rho: np.ndarray, rolling_length: int | None, *, step: int = 1024) -> np.ndarray:
+    """Per-pixel energy of the filtered movie: total or max rolling sum of squares.
+
+    Works through time ``step`` windows at a time (float64 cumulative sums), so long
+    patches need one float64 copy of the movie, not three.
+    """
+    T = rho.shape[0]
+    cs = np.cumsum(np.square(rho, dtype=np.float64), axis=0)
+    if rolling_length is None or rolling_length >= T:
+        return cs[-1]
+    best = cs[rolling_length - 1].copy()
+    for start in range(rolling_length, T, step):
+        stop = min(start + step, T)
+        best = np.maximum(best, (cs[start:stop] - cs[start - rolling_length:stop
+                                                        - rolling_length]).max(axis=0))
+    return best
 
 
 def _finetune(data: np.ndarray, trace: np.ndarray, n_iter: int) -> tuple[np.ndarray,

@@ -108,11 +108,15 @@ class InitParams:
     seed_method: str = "auto"
     sigma_smooth_snmf: tuple[float, ...] = (0.5, 0.5, 0.5)
     ssub_B: int = 2
+    greedyroi_nmf_init_method: str = "nndsvdar"
+    greedyroi_nmf_max_iter: int = 200
+    snmf_l1_ratio: float = 0.0
     UNUSED = ("center_psf", "SC_kernel", "SC_sigma", "SC_thr", "SC_normalize", "SC_use_NN",
               "SC_nnn", "alpha_snmf", "gSig_filt", "init_iter", "kernel", "lambda_gnmf",
               "maxIter", "max_iter_snmf", "min_corr", "min_pnr", "options_local_NMF",
               "perc_baseline_snmf", "ring_size_factor", "seed_method", "sigma_smooth_snmf",
-              "ssub_B")
+              "ssub_B", "greedyroi_nmf_init_method", "greedyroi_nmf_max_iter",
+              "snmf_l1_ratio")
 
     def window(self) -> tuple[int, int]:
         """Return the odd search window ``gSiz`` (CaImAn default ``2*gSig + 1``)."""

@@ -12,7 +12,6 @@ import scipy.ndimage
 import scipy.sparse as sp
 
 
-
 def to_pixels(frames: np.ndarray) -> np.ndarray:
     """(n, d1, d2) frames -> (d1*d2, n) F-ordered pixel rows (``Yr`` from a movie)."""
     n, d1, d2 = frames.shape

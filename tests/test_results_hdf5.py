@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from caiman_dask.errors import ResultsError, ResultsNotFoundError, ParameterError, StoreExistsError
+from caiman_dask.errors import ParameterError, ResultsError, ResultsNotFoundError, StoreExistsError
 from caiman_dask.results import (
     PARAM_GROUPS,
     Estimates,

@@ -64,7 +64,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from caiman_dask.errors import ResultsError, ResultsNotFoundError, ParameterError, StoreExistsError
+from caiman_dask.errors import ParameterError, ResultsError, ResultsNotFoundError, StoreExistsError
 from caiman_dask.results.estimates import Estimates
 
 PARAM_GROUPS: tuple[str, ...] = (

@@ -15,11 +15,11 @@ import re
 import subprocess
 import sys
 
+import k8s_check
 import pytest
 import yaml
 from distributed import Client, LocalCluster
 
-import k8s_check
 from caiman_dask import config
 from caiman_dask.cluster import BACKENDS, resolve_settings, setup_cluster
 from caiman_dask.cluster.backends import get_backend

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
 from caiman_dask.cli.score import register
-from caiman_dask.errors import ResultsError, ParameterError
+from caiman_dask.errors import ParameterError, ResultsError
 from caiman_dask.results import (
     Estimates,
     coordinates_to_sparse,

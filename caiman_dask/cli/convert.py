@@ -6,8 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from caiman_dask.cli.common import (
-    add_cluster_arguments, cluster_session, parse_floats, parse_ints)
+from caiman_dask.cli.common import add_cluster_arguments, cluster_session, parse_floats, parse_ints
 from caiman_dask.movie import to_zarr
 
 

@@ -8,11 +8,11 @@ run's output folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -21,7 +21,7 @@ from test_bad_inputs import snapshot
 from caiman_dask.demo import DEMO_PARAMS, make_demo_movie
 from caiman_dask.results import load_estimates
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
 @pytest.fixture(scope="module")

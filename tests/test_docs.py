@@ -45,6 +45,8 @@ KNOWN_REQUIREMENTS = {"slurm", "sge", "kubernetes", "caiman", "slow", "s3"}
 SHELL, PYTHON, DATA = {"bash", "console", "sh", "shell"}, {"python", "py"}, {"yaml", "json"}
 RUNNER = r"""
 import json, sys, traceback
+
+pytestmark = pytest.mark.slow  # end-to-end: run once in CI (newest releases), not twice
 proto, sys.stdout = sys.stdout, sys.stderr
 namespace = {"__name__": "__main__"}
 for line in sys.stdin:

@@ -33,6 +33,8 @@ from caiman_dask.movie.zarrio import store_attrs
 from caiman_dask.pipeline import run
 from caiman_dask.results import load_estimates
 
+pytestmark = pytest.mark.slow  # end-to-end: run once in CI (newest releases), not twice
+
 PARAMS = json.loads(json.dumps(DEMO_PARAMS))
 PARAMS["motion"]["num_frames_split"] = 40
 

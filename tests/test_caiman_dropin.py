@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pathlib
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ def test_install_gives_our_dview_on_caimans_pool_path(caiman_dview: tuple[Any, A
     assert isinstance(dview, caiman_dask.DaskPool) and "multiprocessing" in str(type(dview))
     assert n == 2 and client.status == "running"
     assert interop.is_installed()
+    # workers imported CaImAn at start, as a forked Pool's would have (not at the first task)
+    assert all(client.run(lambda: "caiman" in sys.modules, nanny=False).values())
 
 
 def test_motion_correction_shifts_match_multiprocessing(reference: PipelineRun,

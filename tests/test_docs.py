@@ -41,12 +41,11 @@ SHARED = pathlib.Path(os.environ.get("CAIMAN_DASK_SHARED", REPO.parent / "shared
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 REQUIRES = re.compile(r"^\s*#\s*requires:\s*([\w, -]+)$")
 IMPORTS_CAIMAN = re.compile(r"^\s*(?:from|import)\s+caiman(?:\.|\s|$)", re.MULTILINE)
+pytestmark = pytest.mark.slow  # end-to-end: run once in CI (newest releases), not twice
 KNOWN_REQUIREMENTS = {"slurm", "sge", "kubernetes", "caiman", "slow", "s3"}
 SHELL, PYTHON, DATA = {"bash", "console", "sh", "shell"}, {"python", "py"}, {"yaml", "json"}
 RUNNER = r"""
 import json, sys, traceback
-
-pytestmark = pytest.mark.slow  # end-to-end: run once in CI (newest releases), not twice
 proto, sys.stdout = sys.stdout, sys.stderr
 namespace = {"__name__": "__main__"}
 for line in sys.stdin:

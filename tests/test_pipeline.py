@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -92,3 +93,23 @@ def test_a_folder_with_the_users_files_is_refused(movie):
     with pytest.raises(StoreExistsError, match="not from a caiman-dask run"):
         run(str(demo.path), str(mine), params=str(params), backend="single")
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_neurofinder_through_the_cli(neurofinder_tif, tmp_path, capsys):
+    """The real movie, the documented parameters, scored against the 124 manual ROIs."""
+    params = pathlib.Path(__file__).parent.parent / "docs" / "params" / "neurofinder.json"
+    regions = neurofinder_tif.parent / "regions.json"
+    out = tmp_path / "neurofinder"
+    assert main(["run", str(neurofinder_tif), "-o", str(out), "--params", str(params),
+                 "--regions", str(regions), "--n-workers", "2", "--memory-limit", "3GB"]) == 0
+    assert "report in" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_accepted"] >= 60
+    assert summary["scores"]["centroid"]["f1"] >= 0.25  # CaImAn reached 0.31 (issue 5)
+    assert json.loads((out / "params.json").read_text())["data"]["fr"] == 7
+    motion = summary["stages"]["motion"]["max_shift"]
+    assert max(motion) < 8  # the movie is registered already
+    for name in ("mean.png", "correlation.png", "motion.png", "traces.png", "timings.png"):
+        assert (out / "report" / name).stat().st_size > 10_000, name

@@ -9,6 +9,7 @@ backend with :func:`register_backend`.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,8 @@ def local_spec(settings: WorkerSettings, **options: Any) -> ClusterSpec:
         "worker_class": PinnedNanny,
         "thread_env": settings.thread_env(),  # to PinnedNanny
     }
+    if "caiman" in sys.modules:  # a CaImAn script: workers import it at start, as a
+        opts["preload"] = ["caiman"]  # forked Pool's workers have it (not at first task)
     opts.update(options)
     return ClusterSpec(LocalCluster, opts, settings, cluster_policy(settings))
 

@@ -14,7 +14,7 @@ from estimates_check import assert_identical
 
 import caiman_dask
 from caiman_dask.cli import cnmf as cnmf_cli
-from caiman_dask.cnmf.driver import fit_cnmf
+from caiman_dask.cnmf.driver import evaluate_estimates, fit_cnmf
 from caiman_dask.errors import ParameterError
 from caiman_dask.movie import to_zarr
 from caiman_dask.results import load_estimates, save_estimates, score
@@ -85,6 +85,26 @@ def test_serial_one_and_two_workers_agree(synth, fitted) -> None:
     finally:
         caiman_dask.stop_server(dview)
     assert_identical(one.estimates, fitted[0].estimates)
+
+
+def test_evaluation_alone_repeats_the_fits_decisions(synth, fitted, dask_cluster) -> None:
+    """The pipeline's evaluate stage: same thresholds, same decisions (r-values to the
+    last bits: sparse products of the stored footprints sum in another order); stricter,
+    fewer."""
+    _, store, folder = synth
+    estimates = fitted[0].estimates
+    work = str(folder / "w2")
+    same = evaluate_estimates(store, estimates, params=PARAMS, view=dask_cluster[1],
+                              work_dir=work)
+    np.testing.assert_array_equal(same.idx_components, estimates.idx_components)
+    np.testing.assert_array_equal(same.idx_components_bad, estimates.idx_components_bad)
+    np.testing.assert_allclose(same.r_values, estimates.r_values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(same.SNR_comp, estimates.SNR_comp, rtol=1e-12)
+    strict = {**PARAMS, "quality": {"min_SNR": 8.0, "rval_thr": 0.95}}
+    fewer = evaluate_estimates(store, estimates, params=strict, view=dask_cluster[1],
+                               work_dir=work)
+    assert 0 < len(fewer.idx_components) < len(estimates.idx_components)
+    np.testing.assert_array_equal(fewer.C, estimates.C)
 
 
 def test_resume_recomputes_no_finished_patch(synth, fitted, dask_cluster) -> None:

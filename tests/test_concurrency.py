@@ -103,6 +103,6 @@ def test_a_second_run_on_the_same_outdir_is_refused(job, tmp_path) -> None:
     assert _finish(first)[0] == 0
     assert refused_in < 30
     records = json.loads((out / "run.json").read_text())["stages"]
-    assert set(records) == {"convert", "motion", "cnmf"}
+    assert set(records) == {"convert", "motion", "cnmf", "evaluate"}
     assert load_estimates(out / "results.hdf5")[0].n_components > 0
     assert not (out / ".lock").exists()

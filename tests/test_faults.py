@@ -318,5 +318,5 @@ def test_disk_full_while_writing_the_store(tmp_path, small_disk) -> None:
     found = run([str(source), str(source)], str(out), params=PARAMS, backend="single",
                 report=False)  # space freed: the rerun converts again and finishes
     assert store_attrs(str(out / "raw.zarr"))["complete"] is True
-    assert set(_records(out)) == {"convert", "motion", "cnmf"}
+    assert set(_records(out)) == {"convert", "motion", "cnmf", "evaluate"}
     assert found.n_components == load_estimates(out / "results.hdf5")[0].n_components

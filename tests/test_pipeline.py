@@ -52,10 +52,13 @@ def test_run_then_rerun_skips_every_stage(movie, capsys):
     assert main([*args, "--set", "quality.min_SNR=3.5"]) == 0
     stages = _stages(out)
     assert stages["convert"]["skipped"] and stages["motion"]["skipped"]
-    assert not stages["cnmf"]["skipped"]
-    assert stages["cnmf"]["patches_computed"] == 0  # evaluation thresholds only: patches reused
-    assert stages["cnmf"]["patches_reused"] > 0
-    assert first.n_components == load_estimates(out / "results.hdf5")[0].n_components
+    assert stages["cnmf"]["skipped"]  # new evaluation thresholds: the fit is reused
+    assert not stages["evaluate"]["skipped"] and not stages["report"]["skipped"]
+    again = load_estimates(out / "results.hdf5")[0]
+    assert first.n_components == again.n_components
+    np.testing.assert_array_equal(first.C, again.C)
+    assert len(again.idx_components) <= len(first.idx_components)  # min_SNR 2.5 -> 3.5
+    assert json.loads((out / "params.json").read_text())["quality"]["min_SNR"] == 3.5
 
 
 def test_killed_mid_cnmf_resumes_without_recomputing_finished_patches(movie):

@@ -18,6 +18,7 @@ a fixed (patch or block) order.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -25,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from caiman_dask import config
 from caiman_dask.cnmf._validate import validate_params
 from caiman_dask.cnmf.driver_finish import estimates_of, refine_and_evaluate
-from caiman_dask.cnmf.driver_refine import one_blas_thread, pixel_blocks
+from caiman_dask.cnmf.driver_refine import evaluate_pass, one_blas_thread, pixel_blocks
 from caiman_dask.cnmf.driver_source import cnmf_plan, prepare_source
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.patch import PatchResult
@@ -253,3 +255,43 @@ def _fit(run: _Run, *, view: BaseView, work_dir: str, done: Mapping[int, PatchRe
                       computed=tuple(sorted(set(results) - set(done))),
                       n_candidates=final.n_candidates, n_merged=final.n_merged,
                       timings=timings)
+
+
+def evaluate_estimates(store: str, estimates: Estimates, *,
+                       params: CNMFParams | Mapping[str, Any], view: BaseView, work_dir: str,
+                       storage_options: dict[str, Any] | None = None) -> Estimates:
+    """Evaluate fitted components again with ``params.quality`` (CaImAn's
+    ``evaluate_components``): pixel-block tasks over the store CNMF read.
+
+    Parameters
+    ----------
+    store : str
+        The store given to :func:`fit_cnmf`.
+    estimates : Estimates
+        Its results (footprints unit-norm, as :func:`fit_cnmf` returns them).
+    params : CNMFParams or dict
+        Parameters; only ``quality`` and ``data`` matter here.
+    view : BaseView
+        Where the block tasks run.
+    work_dir : str
+        The ``work_dir`` of the fit (its rechunked copy is reused).
+    storage_options : dict, optional
+        fsspec options for URLs.
+
+    Returns
+    -------
+    Estimates
+        ``estimates`` with new ``idx_components``, ``idx_components_bad``, ``SNR_comp``
+        and ``r_values`` (identical to a fit evaluated with these thresholds).
+    """
+    movie = open_store(store, storage_options=storage_options)
+    params = resolve_params(params, movie.metadata.fr)
+    source = prepare_source(store, cnmf_plan(movie, params), view=view, work_dir=work_dir,
+                            storage_options=storage_options)
+    ref = ArrayRef(source, storage_options)
+    blocks = pixel_blocks(ref, tuple(movie.shape), int(ref.open().chunks[2]))
+    e = estimates
+    ev = evaluate_pass(blocks, sp.csc_matrix(e.A), e.b, e.C, e.f, e.YrA, params, view)
+    return dataclasses.replace(e, idx_components=ev.idx_components,
+                               idx_components_bad=ev.idx_components_bad,
+                               SNR_comp=ev.SNR_comp, r_values=ev.r_values)

@@ -34,11 +34,12 @@ def report(ctx: RunContext, *, raw: str, store: str, upstream: str, estimates: E
            summary: dict[str, Any], regions: Any) -> None:
     """Write the report of ``store`` (the corrected movie, or ``raw`` without motion).
 
-    Skipped when the folder records a report of the same movie, results and regions.
+    ``upstream`` is the evaluation's stage key (it covers the movie, the fit and the
+    thresholds): the report is skipped when the folder records one of the same key and
+    regions.
     """
     with ctx.stage("report") as info:
-        cnmf = ctx.folder.records().get("cnmf", {}).get("key")
-        key = stage_key(upstream=upstream, results=cnmf, regions=_identity(regions))
+        key = stage_key(upstream=upstream, regions=_identity(regions))
         page = ctx.folder.path("report.html")
         if ctx.folder.done("report", key) and ctx.folder.exists("report.html"):
             info["skipped"] = True

@@ -152,11 +152,12 @@ def _run(inputs: list[str], folder: RunFolder, params: RunParams, opts: RunOptio
             ctx.params = stages.frame_rate(ctx, raw)
             folder.write_json("params.json", ctx.params.to_dict())
             store = stages.motion(ctx, raw) if opts.motion else raw
-            estimates = stages.cnmf(ctx, store)
+            fitted = stages.cnmf(ctx, store)
+            estimates, evaluation = stages.evaluate(ctx, store, fitted)
             summary = stages.summarize(ctx, inputs, estimates, time.perf_counter() - start,
                                        opts.regions)
             if opts.report:
-                reporting.report(ctx, raw=raw[0], store=store[0], upstream=store[1],
+                reporting.report(ctx, raw=raw[0], store=store[0], upstream=evaluation,
                                  estimates=estimates, summary=summary, regions=opts.regions)
                 stages.summarize(ctx, inputs, estimates, time.perf_counter() - start,
                                  opts.regions)

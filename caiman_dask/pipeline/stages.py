@@ -8,7 +8,9 @@ import platform
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from caiman_dask.cnmf.driver import fit_cnmf
+import numpy as np
+
+from caiman_dask.cnmf.driver import evaluate_estimates, fit_cnmf
 from caiman_dask.cnmf.patch import PatchResult
 from caiman_dask.motion.apply import load_motion
 from caiman_dask.motion.driver import motion_correct
@@ -129,41 +131,71 @@ def _engine_part(ctx: RunContext) -> dict[str, str]:
     return {} if ctx.engine == "builtin" else {"engine": ctx.engine}
 
 
-def patch_key(ctx: RunContext, upstream: str) -> str:
-    """Key of the per-patch fits: every CNMF group but ``quality`` (evaluation only), so
-    a rerun with new evaluation thresholds reuses the patches."""
+def fit_key(ctx: RunContext, upstream: str) -> str:
+    """Key of the fit: every CNMF group but ``quality`` (evaluation has its own stage,
+    so new thresholds reuse the fit and its patches)."""
     groups = ctx.params.cnmf.to_dict()
     groups.pop("quality", None)
     return stage_key(upstream=upstream, cnmf=groups, **_engine_part(ctx))
 
 
-def cnmf(ctx: RunContext, source: tuple[str, str]) -> Estimates:
-    """CNMF over patches, merging, refinement and evaluation into ``results.hdf5``."""
+def evaluation_key(ctx: RunContext, fit: str) -> str:
+    """Key of the evaluation: the fit's key and the ``quality`` group."""
+    return stage_key(fit=fit, quality=ctx.params.cnmf.to_dict()["quality"])
+
+
+def _save_results(ctx: RunContext, estimates: Estimates) -> None:
+    save_estimates(ctx.folder.local("results.hdf5"), estimates, ctx.params.caiman_dict(),
+                   overwrite=True)
+    ctx.folder.upload("results.hdf5")
+
+
+def cnmf(ctx: RunContext, source: tuple[str, str]) -> tuple[Estimates, str]:
+    """CNMF over patches, merging and refinement (evaluated) into ``results.hdf5``;
+    returns the estimates and the fit's key."""
     store, upstream = source
     so = ctx.storage_options
     with ctx.stage("cnmf") as info:
-        key = stage_key(upstream=upstream, cnmf=ctx.params.cnmf.to_dict(),
-                        **_engine_part(ctx))
+        key = fit_key(ctx, upstream)
         if ctx.folder.done("cnmf", key):
             results = ctx.folder.download("results.hdf5")
             if results is not None:
                 info["skipped"] = True
-                return load_estimates(results)[0]
+                return load_estimates(results)[0], key
         ctx.folder.forget("cnmf")
-        patches = PatchStore(ctx.folder, f"patches/{patch_key(ctx, upstream)}")
+        ctx.folder.forget("evaluate")
+        patches = PatchStore(ctx.folder, f"patches/{key}")
         done = patches.load()
         result = fit_cnmf(store, params=ctx.params.cnmf, view=ctx.view, storage_options=so,
-                          engine=ctx.engine,
-                          work_dir=ctx.folder.path("work"), done_patches=done,
-                          on_patch=patches)
+                          engine=ctx.engine, work_dir=ctx.folder.path("work"),
+                          done_patches=done, on_patch=patches)
         info.update(patches_reused=len(done), patches_computed=len(result.computed),
                     n_candidates=result.n_candidates, n_merged=result.n_merged,
                     timings=result.timings)
-        save_estimates(ctx.folder.local("results.hdf5"), result.estimates,
-                       ctx.params.caiman_dict(), overwrite=True)
-        ctx.folder.upload("results.hdf5")
+        _save_results(ctx, result.estimates)
         ctx.folder.record("cnmf", key)
-        return result.estimates
+        ctx.folder.record("evaluate", evaluation_key(ctx, key))  # evaluated by the fit
+        return result.estimates, key
+
+
+def evaluate(ctx: RunContext, source: tuple[str, str], fitted: tuple[Estimates, str]
+             ) -> tuple[Estimates, str]:
+    """Component evaluation with the ``quality`` thresholds (skipped when the fit was
+    evaluated with the same ones); returns the estimates and the evaluation's key."""
+    estimates, fit = fitted
+    with ctx.stage("evaluate") as info:
+        key = evaluation_key(ctx, fit)
+        if ctx.folder.done("evaluate", key):
+            fitted_now = ctx.timings.get("cnmf", {}).get("skipped") is False
+            info["skipped"] = not fitted_now  # else it was evaluated by this run's fit
+            return estimates, key
+        estimates = evaluate_estimates(source[0], estimates, params=ctx.params.cnmf,
+                                       view=ctx.view, work_dir=ctx.folder.path("work"),
+                                       storage_options=ctx.storage_options)
+        _save_results(ctx, estimates)
+        ctx.folder.record("evaluate", key)
+        info["n_accepted"] = int(np.size(estimates.idx_components))
+        return estimates, key
 
 
 def summarize(ctx: RunContext, inputs: list[str], estimates: Estimates, seconds: float,

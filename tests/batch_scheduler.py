@@ -1,4 +1,4 @@
-"""Helpers of tests/test_slurm.py and tests/test_sge.py: a real batch system on this machine.
+"""Helpers of tests/test_batch_systems.py: a real batch system on this machine.
 
 The systems are started by ``.ci/services/{slurm,sge}-up.sh``, which write the environment
 to use them to a known file. Without it the tests skip, unless

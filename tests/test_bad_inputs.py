@@ -15,11 +15,7 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +25,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from moto_server import free_port, moto_server
 
 from caiman_dask.demo import DEMO_PARAMS
 from caiman_dask.errors import (
@@ -276,16 +273,10 @@ def test_input_is_the_outdirs_own_store(tmp_path: pathlib.Path) -> None:
 # ---------------------------------------------------------------- services
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_unreachable_scheduler_fails_fast(tmp_path: pathlib.Path) -> None:
     user = tmp_path / "user"
     user.mkdir()
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     start = time.perf_counter()
     with dask.config.set({"caiman-dask.cluster.connect-timeout": 3}):
         with pytest.raises(ClusterError, match=f"cannot reach the scheduler at {address}"):
@@ -297,27 +288,8 @@ def test_unreachable_scheduler_fails_fast(tmp_path: pathlib.Path) -> None:
 
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    exe = shutil.which("moto_server")
-    if exe is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(endpoint, timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("moto_server did not start")
-                time.sleep(0.2)
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.s3

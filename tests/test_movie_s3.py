@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import pathlib
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +11,7 @@ import distributed
 import numpy as np
 import pytest
 import tifffile
+from moto_server import moto_server
 
 from caiman_dask.errors import StoreExistsError
 from caiman_dask.movie import open_movie, open_store, to_zarr
@@ -25,41 +21,11 @@ pytestmark = pytest.mark.s3
 BUCKET = "movies"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"moto_server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"moto_server did not answer at {url} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def s3_options() -> Iterator[dict[str, Any]]:
     """Storage options of a fresh moto S3 server (no region: see docs/real-services.md)."""
-    exe = shutil.which("moto_server")
-    if exe is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(endpoint, proc)
+    with moto_server() as endpoint:
         yield {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ import json
 import os
 import pathlib
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from typing import Any
 import distributed
 import pytest
 from estimates_check import assert_identical
+from moto_server import moto_server
 
 from caiman_dask.cli import main
 from caiman_dask.demo import DEMO_PARAMS, make_demo_movie
@@ -68,44 +67,12 @@ def dask_setup(worker):
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _moto() -> Iterator[str]:
-    """A moto S3 server on a free loopback port; yields its endpoint."""
-    exe = shutil.which("moto_server")
-    if exe is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer at {endpoint}")
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, Any]]:
     """Storage options (random credentials) of a fresh moto server with one bucket."""
     import s3fs
 
-    with _moto() as endpoint:
+    with moto_server() as endpoint:
         options = {"key": "AKIA" + secrets.token_hex(8).upper(),
                    "secret": secrets.token_urlsafe(30), "endpoint_url": endpoint}
         s3fs.S3FileSystem(**options).mkdir(BUCKET)
@@ -210,7 +177,7 @@ def test_wrong_credentials_fail_fast_naming_the_url_and_no_secret(tmp_path):
     import boto3
     import s3fs
 
-    with _moto() as endpoint:
+    with moto_server() as endpoint:
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id="setup", aws_secret_access_key="setup")
         iam.create_user(UserName="lab")

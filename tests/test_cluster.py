@@ -54,6 +54,8 @@ def test_threads_pinned_inside_workers_even_against_the_users_environment(monkey
         assert max(pools) == 2 and all(n <= 2 for n in pools)
         assert report["env"]["OMP_NUM_THREADS"] == "2"
         assert report["env"]["MALLOC_TRIM_THRESHOLD_"] is None
+        (profiler,) = client.run(_profiler_enabled).values()
+        assert profiler is False  # its 10 ms stack sampling slows Python-heavy tasks
     finally:
         caiman_dask.stop_server(dview)
 
@@ -63,6 +65,12 @@ def test_opencv_threads_reasserted_before_each_task(dask_cluster):
     client.run(lambda: __import__("cv2").setNumThreads(0))  # what `import caiman` does
     counts = dview.map(_opencv_threads, range(4), 1)
     assert counts == [1, 1, 1, 1]
+
+
+def _profiler_enabled() -> bool:
+    import dask
+
+    return dask.config.get("distributed.worker.profile.enabled")
 
 
 def _opencv_threads(_: int) -> int:

@@ -41,8 +41,19 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(), "cpus_usable": usable_cpus(),
         "cpus_logical": psutil.cpu_count(), "memory_usable": usable_memory(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "first_touch_s_per_gib": first_touch_seconds_per_gib(),
         "versions": versions, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def first_touch_seconds_per_gib(mib: int = 256) -> float:
+    """Seconds per GiB to write a fresh array (benchmarks/prefault.py explains why)."""
+    import numpy as np
+
+    start = time.perf_counter()
+    block = np.empty(mib << 20, np.uint8)
+    block[::4096] = 1
+    return (time.perf_counter() - start) * 1024 / mib
 
 
 def stats(values: list[float]) -> dict[str, float]:

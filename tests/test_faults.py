@@ -320,3 +320,21 @@ def test_disk_full_while_writing_the_store(tmp_path, small_disk) -> None:
     assert store_attrs(str(out / "raw.zarr"))["complete"] is True
     assert set(_records(out)) == {"convert", "motion", "cnmf", "evaluate"}
     assert found.n_components == load_estimates(out / "results.hdf5")[0].n_components
+
+
+@pytest.mark.timeout(180)
+def test_disk_full_while_writing_the_corrected_movie(tmp_path, small_disk, dask_cluster) -> None:
+    from caiman_dask.motion.driver import motion_correct
+
+    frames = np.random.default_rng(2).integers(100, 4000, (160, 64, 64), dtype=np.uint16)
+    np.save(tmp_path / "movie.npy", frames)
+    store = str(tmp_path / "raw.zarr")
+    to_zarr(str(tmp_path / "movie.npy"), store, progress=False)
+    dest = small_disk / "corrected.zarr"  # 2.6 MB of float32 frames on a 1 MiB disk
+    start = time.monotonic()
+    with pytest.raises(IncompleteStoreError, match=r"corrected\.zarr: the disk is full"):
+        motion_correct(store, str(dest), params={}, view=dask_cluster[1])
+    note("disk full while writing corrected.zarr", "IncompleteStoreError, store incomplete",
+         time.monotonic() - start)
+    assert store_attrs(str(dest))["complete"] is False
+    assert not [n for _, _, names in os.walk(small_disk) for n in names if "partial" in n]

@@ -25,12 +25,17 @@ import zarr
 from caiman_dask import config
 from caiman_dask.engines import DEFAULT_ENGINE, get_engine
 from caiman_dask.errors import MovieError, ParameterError
-from caiman_dask.motion.driver_io import BlockReader
+from caiman_dask.motion.driver_io import BlockReader, write_block
 from caiman_dask.motion.params import MotionParams
 from caiman_dask.motion.template import meta_template, rigid_template, template_indices
 from caiman_dask.movie.model import Movie
 from caiman_dask.movie.ref import ArrayRef
-from caiman_dask.movie.store import create_store, finish_store, prepare_destination
+from caiman_dask.movie.store import (
+    check_disk_full,
+    create_store,
+    finish_store,
+    prepare_destination,
+)
 from caiman_dask.movie.writer import BlockWritten
 from caiman_dask.movie.zarrio import ATTRS_KEY, corrected_codecs, open_store
 from caiman_dask.plan import ChunkPlan, plan_chunks, validate_aligned_writes
@@ -107,7 +112,7 @@ def correct_store_block(item: tuple[BlockTask, np.ndarray, MotionParams]) -> Blo
         result = register(reader.frames, template, params, ready=reader.wait)
     written = None
     if task.dest is not None:
-        task.dest.open(write=True)[task.start : task.stop] = result.corrected
+        write_block(task.dest.open(write=True), task.start, task.stop, result.corrected)
         written = BlockWritten((task.start,), (task.stop,), int(result.corrected.nbytes))
     mean = result.mean_image if task.keep_mean else None
     return BlockSummary(task.index, result.rigid_shifts, result.pw_shifts, mean,
@@ -234,7 +239,11 @@ def motion_correct(source: str, dest: str, *, params: MotionParams | dict[str, A
     regions = [(slice(a, b),) + (slice(None),) * 2 for a, b in plan.time_blocks]
     validate_aligned_writes(plan.corrected, regions, name="motion-correction blocks")
     dest_ref = ArrayRef(dest, storage_options)
-    summaries, template = _passes(plan, tasks_src, dest_ref, template, params, view, engine)
+    try:
+        summaries, template = _passes(plan, tasks_src, dest_ref, template, params, view, engine)
+    except OSError as exc:
+        check_disk_full(exc, dest, "run motion correction again with overwrite=True")
+        raise
     result = _result(dest, template, summaries)
     _record(group, result)
     attrs["motion"]["offset"] = result.offset

@@ -1,4 +1,4 @@
-"""Block reads that overlap registration: a thread fills the block one stored chunk at a time.
+"""Block I/O that overlaps registration: chunk reads in a thread, block writes after secede.
 
 A block task of the motion driver registers its frames one by one. :class:`BlockReader`
 reads the block's stored time chunks in a background thread (zarr's decoding releases the
@@ -13,6 +13,8 @@ import threading
 
 import numpy as np
 import zarr
+
+from caiman_dask.movie.shards import write_region
 
 
 class BlockReader:
@@ -78,3 +80,30 @@ class BlockReader:
                 self._condition.wait()
             if self._loaded <= index:
                 raise self._error  # type: ignore[misc]
+
+
+#: One corrected block being written per worker process: a task waits here (holding its
+#: compute slot, so memory stays at two blocks) while the previous block is written.
+_WRITE_SLOT = threading.Semaphore(1)
+
+
+def write_block(array: zarr.Array, start: int, stop: int, data: np.ndarray) -> None:
+    """Write a corrected block, overlapping the write with the worker's next block.
+
+    Inside a Dask worker the task leaves the worker's thread pool once it holds the write
+    slot (``distributed.secede``), so the next block starts registering while this one is
+    written; the task (and its result) still ends only after the write, so a finished task
+    always means a written block. Elsewhere (serial runs) it simply writes.
+    """
+    with _WRITE_SLOT:
+        _leave_thread_pool()
+        write_region(array, start, stop, data)
+
+
+def _leave_thread_pool() -> None:
+    try:
+        from distributed import get_worker, secede
+        get_worker()
+    except (ImportError, ValueError):  # not in a worker: nothing to overlap with
+        return
+    secede()

@@ -139,15 +139,20 @@ def to_zarr(source: Any, dest: str | os.PathLike, *,
         results = _stream(movie, target, block, storage_options, client=client, shown=shown)
         finish_store(group, attrs, results, expected=movie.data.nbytes)
     except BaseException as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise IncompleteStoreError(
-                f"{dest}: the disk is full ({exc.strerror}); the store is left incomplete "
-                "(marked so). Free space or write somewhere else, then convert again with "
-                "overwrite=True (a pipeline run resumes by itself)") from exc
+        check_disk_full(exc, dest, "convert again with overwrite=True")
         exc.add_note(f"caiman-dask: {dest} is left incomplete (marked so); fix the cause and "
                      "convert again with overwrite=True")
         raise
     return open_store(dest, storage_options=storage_options)
+
+
+def check_disk_full(exc: BaseException, dest: str, redo: str) -> None:
+    """Raise a clear :class:`IncompleteStoreError` when ``exc`` is a full disk or quota."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise IncompleteStoreError(
+            f"{dest}: the disk is full ({exc.strerror}); the store is left incomplete "
+            f"(marked so). Free space or write somewhere else, then {redo} "
+            "(a pipeline run resumes by itself)") from exc
 
 
 def _stream(movie: Movie, target: zarr.Array, block: tuple[int, ...],

@@ -47,7 +47,14 @@ def machine() -> dict[str, Any]:
 
 
 def first_touch_seconds_per_gib(mib: int = 256) -> float:
-    """Seconds per GiB to write a fresh array (benchmarks/prefault.py explains why)."""
+    """Seconds per GiB to write a fresh array: the machine's first-touch cost.
+
+    Some virtual machines (Firecracker, as the one these results come from) back guest
+    memory lazily and take freed memory back within seconds: every new page-cache page and
+    every large array allocated after a pause then costs a host fault, ~3-5 s per GiB
+    there against ~0.2 s per GiB for memory the process just reused. Recorded with each
+    run because it moves every I/O-heavy number.
+    """
     import numpy as np
 
     start = time.perf_counter()

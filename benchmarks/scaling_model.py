@@ -14,7 +14,8 @@ Model, per stage (assumptions in :class:`Assumptions`, written out in docs/scali
 - client rest (merging, evaluation): measured seconds, not divided;
 - each parallel stage takes max(compute, I/O), I/O = bytes / min(aggregate, W x per-worker
   bandwidth); the scheduler adds ``overhead x tasks`` (it is one thread);
-- costs scale as ``(frames / measured frames) ** frames_exponent`` x pixels ratio.
+- costs scale as ``(frames / measured frames) ** frames_exponent`` x pixels ratio, the
+  exponent measured by the growth case but never below 1 (:func:`extrapolation_exponent`).
 
 Run: ``python benchmarks/scaling_model.py [--results DIR] [--write docs/scaling.md]``.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from caiman_dask.errors import ParameterError
 from caiman_dask.geometry import patch_grid, time_blocks
@@ -114,6 +116,39 @@ def fit_exponent(x: Any, y: Any) -> float:
             np.all(xs > 0) and np.all(ys > 0)):
         raise ParameterError(f"need >= 2 distinct positive x and positive y, got x={x}, y={y}")
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def fit_offset_exponent(x: Any, y: Any, *, steps: int = 400) -> tuple[float, float]:
+    """Fixed cost and exponent of ``y ~ a + b * x ** k``: ``(a, k)``, least squares in logs.
+
+    A run's fixed costs (cluster start, template, imports) bend the plain log-log slope of
+    :func:`fit_exponent` below 1 on small movies; this separates them from the per-frame
+    cost whose growth the exponent should describe. ``a`` is searched on a grid over
+    ``[0, min(y))``.
+
+    Raises
+    ------
+    ParameterError
+        With fewer than three points, or as :func:`fit_exponent`.
+    """
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    if xs.size < 3:
+        raise ParameterError(f"need >= 3 points to fit a fixed cost and an exponent, got {x}")
+    fit_exponent(xs, ys)  # the same checks
+    logx = np.log(xs)
+
+    def misfit(a: float) -> float:
+        logy = np.log(ys - a)
+        slope, icept = np.polyfit(logx, logy, 1)
+        return float(np.sum((logy - (slope * logx + icept)) ** 2))
+
+    grid = np.linspace(0.0, ys.min(), steps, endpoint=False)
+    best = int(np.argmin([misfit(a) for a in grid]))
+    step = grid[1] - grid[0]
+    a = minimize_scalar(misfit, bounds=(max(0.0, grid[best] - step),
+                                        min(grid[best] + step, ys.min() * (1 - 1e-9))),
+                        method="bounded", options={"xatol": 1e-6}).x
+    return float(a), float(np.polyfit(logx, np.log(ys - a), 1)[0])
 
 
 def task_counts(movie: MovieShape, geometry: Geometry) -> dict[str, float]:
@@ -234,6 +269,16 @@ def render(pipeline: dict[str, Any], dview: dict[str, Any] | None = None, *,
     return "\n".join(lines) + "\n"
 
 
+def extrapolation_exponent(measured: float | None) -> float:
+    """The frames exponent used to extrapolate: the measured one, but never below 1.
+
+    On short movies time grows sub-linearly with frames because per-run and per-patch
+    costs do not grow at all; extrapolating that 200x would promise time the per-frame
+    work (registration, HALS, deconvolution: linear in frames) cannot deliver.
+    """
+    return 1.0 if measured is None else max(1.0, float(measured))
+
+
 def _load(path: pathlib.Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -249,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{results / 'suite_pipeline.json'} is missing: run "
                          "python benchmarks/run_all.py first")
     growth = _load(results / "suite_growth.json")
-    exponent = growth["exponent_vs_frames"]["total"] if growth else 1.0
+    exponent = extrapolation_exponent(growth["exponent_vs_frames"]["total"] if growth else None)
     dview = _load(results / "suite_dview.json") or _load(results / "dview_overhead.json")
     text = render(pipeline, dview, frames_exponent=exponent)
     if opts.write:

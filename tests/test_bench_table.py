@@ -41,7 +41,9 @@ def memory(ratio: float) -> dict:
 
 def growth(exponent: float) -> dict:
     run = {"movie": {"frames": 500, "dims": [256, 256]}, "seconds": 20.0}
-    return {"machine": MACHINE, "frames_runs": [run], "fov_runs": [run],
+    frames_runs = [{"movie": {"frames": t, "dims": [128, 128]}, "seconds": 3.5 + 0.01 * t}
+                   for t in (200, 400, 800, 1600)]  # a fixed cost and a linear cost
+    return {"machine": MACHINE, "frames_runs": frames_runs, "fov_runs": [run],
             "exponent_vs_frames": {"total": exponent, "motion": 1.0},
             "exponent_vs_pixels": {"total": 1.2}, "targets": {"exponent_vs_frames": [0.9, 1.1]}}
 
@@ -80,6 +82,8 @@ def test_render_marks_each_target_from_the_measured_ratios():
     assert v["synthetic: 2 workers / serial speedup"] == "PASS"
     assert v["peak worker RSS 16x / 1x (limit 2GB)"] == "MISS"
     assert v["time exponent vs frames"] == "PASS"
+    assert v["time exponent vs frames, fixed cost fitted"] == "PASS"  # a + b * frames
+    assert "fixed cost a = 3.50 s, k = 1.00" in text
     assert v["dask ms per no-op task (chunksize 1)"] == "MISS"
     assert v["dview / Pool, motion block"] == "PASS"
     assert "Skipped: no CaImAn Python (none given)" in text
@@ -106,7 +110,8 @@ def test_main_writes_the_readme_from_the_json_only(tmp_path):
     v = verdicts(out.read_text())
     assert out.read_text().count("_quick smoke run (small movies), 2026-11-21") == 1
     assert v == {"peak worker RSS 16x / 1x (limit 2GB)": "PASS",
-                 "time exponent vs frames": "MISS"}
+                 "time exponent vs frames": "MISS",
+                 "time exponent vs frames, fixed cost fitted": "PASS"}
 
 
 @pytest.mark.parametrize("value, text", [(None, "-"), (0.123456, "0.123"), (12345.6, "12346"),

@@ -30,6 +30,23 @@ def pipeline_json(one: float = 165.0, two: float = 90.0) -> dict:
                           "settings": ["data.fr=30.0", "patch.rf=32", "patch.stride=10"]}}
 
 
+def test_fit_offset_exponent_separates_a_fixed_cost():
+    x = np.array([200.0, 400.0, 800.0, 1600.0])
+    a, k = sm.fit_offset_exponent(x, 3.5 + 0.01 * x)
+    assert a == pytest.approx(3.5, abs=0.05) and k == pytest.approx(1.0, abs=0.02)
+    assert sm.fit_exponent(x, 3.5 + 0.01 * x) < 0.7  # what the plain slope says
+    a, k = sm.fit_offset_exponent(x, 2e-4 * x ** 1.5)
+    assert a == pytest.approx(0.0, abs=0.05) and k == pytest.approx(1.5, abs=0.02)
+    with pytest.raises(sm.ParameterError, match=">= 3 points"):
+        sm.fit_offset_exponent([1.0, 2.0], [1.0, 2.0])
+
+
+def test_extrapolation_never_assumes_sublinear_growth():
+    assert sm.extrapolation_exponent(0.64) == 1.0
+    assert sm.extrapolation_exponent(1.2) == 1.2
+    assert sm.extrapolation_exponent(None) == 1.0
+
+
 def test_fit_exponent_recovers_power_laws():
     x = np.array([100, 200, 400, 800])
     assert sm.fit_exponent(x, 3 * x ** 1.5) == pytest.approx(1.5, abs=1e-9)

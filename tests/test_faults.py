@@ -338,3 +338,21 @@ def test_disk_full_while_writing_the_corrected_movie(tmp_path, small_disk, dask_
          time.monotonic() - start)
     assert store_attrs(str(dest))["complete"] is False
     assert not [n for _, _, names in os.walk(small_disk) for n in names if "partial" in n]
+
+
+@pytest.mark.timeout(180)
+def test_disk_full_while_rechunking_for_cnmf(tmp_path, small_disk) -> None:
+    from caiman_dask.cnmf.driver import fit_cnmf
+    from caiman_dask.view.serial import SerialView
+
+    frames = np.random.default_rng(3).integers(100, 60000, (200, 96, 96), dtype=np.uint16)
+    np.save(tmp_path / "movie.npy", frames)
+    store = str(tmp_path / "raw.zarr")
+    to_zarr(str(tmp_path / "movie.npy"), store, progress=False)  # whole-frame chunks
+    params = {"patch": {"rf": 16, "stride": 6}, "init": {"K": 2, "gSig": [3, 3]}}
+    view = SerialView()
+    try:
+        with pytest.raises(IncompleteStoreError, match=r"cnmf-.*\.zarr: the disk is full"):
+            fit_cnmf(store, params=params, view=view, work_dir=str(small_disk / "work"))
+    finally:
+        view.shutdown()

@@ -19,6 +19,7 @@ from caiman_dask.errors import MovieError
 from caiman_dask.layout import StoreLayout
 from caiman_dask.movie.model import Movie
 from caiman_dask.movie.rechunk import read_cost, rechunk_store, source_layout
+from caiman_dask.movie.store import check_disk_full
 from caiman_dask.movie.zarrio import store_attrs
 from caiman_dask.plan import ChunkPlan, plan_chunks
 from caiman_dask.view.base import BaseView
@@ -58,8 +59,12 @@ def _copy(source: str, dest: str, layout: StoreLayout, *, view: BaseView,
           storage_options: dict[str, Any] | None, label: str) -> str:
     if _reusable(dest, layout, storage_options):
         return dest
-    return rechunk_store(source, dest, layout, view=view, storage_options=storage_options,
-                         overwrite=True, label=label)
+    try:
+        return rechunk_store(source, dest, layout, view=view, storage_options=storage_options,
+                             overwrite=True, label=label)
+    except OSError as exc:
+        check_disk_full(exc, dest, "run CNMF again (the copy is redone)")
+        raise
 
 
 def prepare_source(store: str, plan: ChunkPlan, *, view: BaseView, work_dir: str | None,

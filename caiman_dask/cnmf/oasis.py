@@ -29,6 +29,7 @@ import dataclasses
 import numpy as np
 
 from caiman_dask.cnmf._fista import Kernels, baseline, solve_constrained
+from caiman_dask.cnmf._pav import ar1_pav
 from caiman_dask.cnmf.noise import estimate_time_constant, get_noise_fft
 from caiman_dask.errors import ParameterError
 
@@ -72,40 +73,6 @@ def penalty_weights(g: float, T: int) -> np.ndarray:
     return w
 
 
-def _pools(yw: list[float], g: float, s_min: float) -> tuple[list, list, list, list]:
-    """Pool-adjacent-violators for AR(1): lists of (sum, weight, start, length) per pool."""
-    T = len(yw)
-    gp = (g ** np.arange(T + 1)).tolist()
-    g2 = (g ** (2 * np.arange(T + 1))).tolist()
-    vs: list[float] = []
-    ws: list[float] = []
-    ls: list[int] = []
-    for y in yw:
-        v, w, n = y, 1.0, 1
-        while vs:
-            lp = ls[-1]
-            prev = vs[-1] / ws[-1]
-            cur = v / w
-            if cur >= gp[lp] * (prev if prev > 0.0 else 0.0) + s_min:
-                break
-            v = vs.pop() + gp[lp] * v
-            w = ws.pop() + g2[lp] * w
-            n += ls.pop()
-        vs.append(v)
-        ws.append(w)
-        ls.append(n)
-    starts = np.cumsum([0] + ls[:-1])
-    return vs, ws, starts.tolist(), ls
-
-
-def _expand(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-            g: float) -> np.ndarray:
-    """Piecewise exponential trace: value_i * g**k over pool i."""
-    T = int(lengths.sum())
-    offs = np.arange(T) - np.repeat(starts, lengths)
-    return np.repeat(values, lengths) * g ** offs
-
-
 def oasis_ar1(y: np.ndarray, g: float, *, lam: float = 0.0,
               s_min: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Exact OASIS for AR(1): ``min 1/2||y - c||^2 + lam sum_{t>=1} s_t, s >= 0``.
@@ -127,9 +94,7 @@ def oasis_ar1(y: np.ndarray, g: float, *, lam: float = 0.0,
     """
     y = np.asarray(y, dtype=np.float64)
     yw = y - lam * penalty_weights(g, y.size) if lam else y
-    vs, ws, starts, lengths = _pools(yw.tolist(), float(g), float(s_min))
-    values = np.maximum(np.asarray(vs) / np.asarray(ws), 0.0)
-    c = _expand(values, np.asarray(starts), np.asarray(lengths), g)
+    c = ar1_pav(yw, float(g), float(s_min))
     s = np.empty_like(c)
     s[0] = 0.0
     s[1:] = c[1:] - g * c[:-1]

@@ -141,19 +141,23 @@ def _lam_and_baseline(y: np.ndarray, c: np.ndarray, g: float, thresh: float,
 
 
 def constrained_oasis_ar1(y: np.ndarray, g: float, sn: float, *, bas_nonneg: bool = False,
-                          s_min: float = 0.0, max_iter: int = 15
+                          s_min: float = 0.0, max_iter: int = 15,
+                          start: tuple[float, float] | None = None
                           ) -> tuple[np.ndarray, float, float]:
     """AR(1) OASIS with lam and baseline chosen so that ``||y - b - c||^2 = sn^2 T``.
 
     Returns ``(c, b, lam)``. Each iteration solves exactly for the current (b, lam), then
     moves both to where the residual meets the constraint if the pools stayed fixed (on
     that piece the residual is affine in b and lam), as in the OASIS paper; it stops when
-    the pools no longer change.
+    the pools no longer change. ``start`` = (b, lam) of a similar trace (the previous sweep
+    of a temporal update) replaces the cold start (15th percentile, lam = 0).
     """
     thresh = sn * sn * y.size
-    b = float(np.percentile(y, 15))
+    if start is None:
+        b, lam = float(np.percentile(y, 15)), 0.0
+    else:
+        b, lam = float(start[0]), max(float(start[1]), 0.0)
     b = max(b, 0.0) if bas_nonneg else b
-    lam = 0.0
     c = np.zeros_like(y)
     for _ in range(max_iter):
         c_new, _ = oasis_ar1(y - b, g, lam=lam, s_min=s_min)
@@ -178,9 +182,12 @@ def _ar_coefficients(Y: np.ndarray, g: np.ndarray | None, sn: np.ndarray, *, p: 
 
 
 def _deconvolve_ar1_exact(Y: np.ndarray, g: np.ndarray, sn: np.ndarray, *,
-                          bas_nonneg: bool, s_min: float) -> tuple:
+                          bas_nonneg: bool, s_min: float, warm: Deconvolution | None) -> tuple:
+    starts = ([None] * Y.shape[0] if warm is None
+              else list(zip(warm.bl.tolist(), warm.lam.tolist(), strict=True)))
     out = [constrained_oasis_ar1(y, float(gi[0]), float(s), bas_nonneg=bas_nonneg,
-                                 s_min=s_min) for y, gi, s in zip(Y, g, sn, strict=True)]
+                                 s_min=s_min, start=st)
+           for y, gi, s, st in zip(Y, g, sn, starts, strict=True)]
     c = np.array([o[0] for o in out]).reshape(Y.shape)
     s = np.zeros_like(c)
     s[:, 1:] = np.maximum(c[:, 1:] - g[:, :1] * c[:, :-1], 0.0)
@@ -230,8 +237,9 @@ def deconvolve(Y: np.ndarray, *, p: int = 2, g: np.ndarray | None = None,
     exact_ar1 : bool
         Use the exact pool-adjacent-violators solver for p=1 (else the vectorised solver).
     warm : Deconvolution, optional
-        Result for similar traces (e.g. the previous sweep of a temporal update): the
-        vectorised solver starts from its spikes and searches lam near its ``lam``.
+        Result for the same traces one step earlier (e.g. the previous sweep of a temporal
+        update): the exact AR(1) solver starts from its baseline and ``lam``, the vectorised
+        solver from its spikes, searching lam near its ``lam``.
 
     Returns
     -------
@@ -249,7 +257,8 @@ def deconvolve(Y: np.ndarray, *, p: int = 2, g: np.ndarray | None = None,
                              np.zeros((n, 0)), sn, zeros.copy())
     g = _ar_coefficients(Y, g, sn, p=p, lags=lags, fudge_factor=fudge_factor)
     if p == 1 and exact_ar1:
-        parts = _deconvolve_ar1_exact(Y, g, sn, bas_nonneg=bas_nonneg, s_min=s_min or 0.0)
+        parts = _deconvolve_ar1_exact(Y, g, sn, bas_nonneg=bas_nonneg, s_min=s_min or 0.0,
+                                      warm=warm)
     else:
         parts = _deconvolve_fista(Y, g, sn, bas_nonneg=bas_nonneg, warm=warm)
     c, s, bl, c1, lam = parts

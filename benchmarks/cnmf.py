@@ -176,6 +176,7 @@ def big_movie(work: pathlib.Path) -> dict[str, Any]:
     convert = time.perf_counter() - start
     info, result = run_mode(store, "2", work, BIG_PARAMS, memory="3GB")
     info["stages"] = {"generate+convert": convert, **info["stages"]}
+    info["client_peak_rss"] = peak_rss()
     print("big", info, flush=True)
     return {"movie": {**BIG, "dims": list(BIG["dims"])}, "params": BIG_PARAMS, **info}
 

@@ -8,6 +8,8 @@ the file, parameter or task at fault and say what to change.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 
 
 class CaimanDaskError(Exception):
@@ -54,6 +56,10 @@ class IncompleteStoreError(CaimanDaskError, RuntimeError):
     """A store exists but was never completed (an interrupted write)."""
 
 
+class DiskFullError(CaimanDaskError, OSError):
+    """The disk or quota filled up while a run wrote a file; nothing partial was kept."""
+
+
 class ChunkAlignmentError(CaimanDaskError, ValueError):
     """Parallel writes would straddle storage chunks."""
 
@@ -64,6 +70,22 @@ class ResultsError(CaimanDaskError, ValueError):
 
 class ResultsNotFoundError(CaimanDaskError, FileNotFoundError):
     """A results or regions file does not exist."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` is a full disk or an exceeded quota (also HDF5's errors)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: str, exc: OSError) -> DiskFullError:
+    """The clear error for a file of a run that could not be written for lack of space."""
+    reason = os.strerror(exc.errno) if exc.errno else "No space left on device"
+    error = DiskFullError(
+        f"{path}: the disk is full ({reason}). Nothing partial was kept and earlier "
+        "results are untouched. Free space (or choose another output folder), then run "
+        "the same command again: finished stages and CNMF patches are reused")
+    error.errno = exc.errno
+    return error
 
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:

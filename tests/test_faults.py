@@ -282,12 +282,11 @@ def test_oversized_patch_fails_clearly_after_bounded_retries(tmp_path) -> None:
     assert "cnmf" not in _records(tmp_path / "out")
 
 
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[pathlib.Path]:
-    """A 1 MiB tmpfs (root only), unmounted afterwards."""
-    mount = tmp_path / "disk"
+@contextlib.contextmanager
+def _tmpfs(mount: pathlib.Path, size: str) -> Iterator[pathlib.Path]:
+    """A tmpfs of ``size`` at ``mount`` (root only), unmounted afterwards."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()}); needs root")
@@ -295,6 +294,32 @@ def small_disk(tmp_path) -> Iterator[pathlib.Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[pathlib.Path]:
+    """A 1 MiB tmpfs."""
+    with _tmpfs(tmp_path / "disk", "1m") as mount:
+        yield mount
+
+
+@pytest.fixture
+def run_disk(tmp_path) -> Iterator[pathlib.Path]:
+    """A 64 MiB tmpfs: room for a whole demo run, then filled up on purpose."""
+    with _tmpfs(tmp_path / "rundisk", "64m") as mount:
+        yield mount
+
+
+def _fill(disk: pathlib.Path, leave: int) -> None:
+    """Take all free space of ``disk`` but ``leave`` bytes (a real full disk)."""
+    stat = os.statvfs(disk)
+    with open(disk / "filler", "wb") as fh:
+        fh.write(bytes(max(stat.f_bavail * stat.f_frsize - leave, 0)))
+
+
+def _run_files(folder: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "run.log" and ".zarr" not in str(p)}
 
 
 @pytest.mark.timeout(120)
@@ -356,3 +381,34 @@ def test_disk_full_while_rechunking_for_cnmf(tmp_path, small_disk) -> None:
             fit_cnmf(store, params=params, view=view, work_dir=str(small_disk / "work"))
     finally:
         view.shutdown()
+
+
+@pytest.mark.timeout(300)
+def test_disk_full_while_writing_patches_or_results_loses_nothing(job, run_disk) -> None:
+    """A rerun with a new fit (patch pickles) and one with new thresholds (results.hdf5)
+    on a disk with 48 KiB left (less than one pickle): a clear DiskFullError naming the file, no temporary file
+    left, the earlier results byte for byte intact; once space is freed the rerun works."""
+    from caiman_dask.errors import DiskFullError
+
+    movie, _ = job
+    out = run_disk / "out"
+    run(movie, str(out), params=PARAMS, backend="single", report=False)
+    before = _run_files(out)
+    _fill(run_disk, leave=48 << 10)
+    refit = json.loads(json.dumps(PARAMS))
+    refit["init"]["K"] = PARAMS["init"]["K"] + 1
+    rethreshold = json.loads(json.dumps(PARAMS))
+    rethreshold["quality"]["min_SNR"] = 1.5
+    for params, culprit in ((refit, r"patch-\d+\.pkl"), (rethreshold, r"results\.hdf5")):
+        start = time.monotonic()
+        with pytest.raises(DiskFullError, match=culprit + r": the disk is full \(No space"):
+            run(movie, str(out), params=params, backend="single", report=False)
+        note(f"disk full while writing {culprit.replace(chr(92), '')}",
+             "DiskFullError naming the file; earlier results intact", time.monotonic() - start)
+        after = _run_files(out)
+        assert not [name for name in after if name.endswith(".tmp")]
+        assert after["results.hdf5"] == before["results.hdf5"]
+        assert not (out / ".lock").exists()
+    (run_disk / "filler").unlink()
+    found = run(movie, str(out), params=rethreshold, backend="single", report=False)
+    assert found.n_components == load_estimates(out / "results.hdf5")[0].n_components

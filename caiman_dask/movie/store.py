@@ -10,7 +10,6 @@ never taken for complete. ``overwrite=True`` replaces only a caiman-dask store.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import time
@@ -22,7 +21,13 @@ from typing import Any
 import zarr
 from zarr.codecs import BloscCodec
 
-from caiman_dask.errors import IncompleteStoreError, ParameterError, StoreExistsError, TaskError
+from caiman_dask.errors import (
+    IncompleteStoreError,
+    ParameterError,
+    StoreExistsError,
+    TaskError,
+    is_disk_full,
+)
 from caiman_dask.movie.model import Movie, SourceFile, check_dtype
 from caiman_dask.movie.paths import expand_sources, filesystem, normalize
 from caiman_dask.movie.readers import open_movie
@@ -148,7 +153,7 @@ def to_zarr(source: Any, dest: str | os.PathLike, *,
 
 def check_disk_full(exc: BaseException, dest: str, redo: str) -> None:
     """Raise a clear :class:`IncompleteStoreError` when ``exc`` is a full disk or quota."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         raise IncompleteStoreError(
             f"{dest}: the disk is full ({exc.strerror}); the store is left incomplete "
             f"(marked so). Free space or write somewhere else, then {redo} "

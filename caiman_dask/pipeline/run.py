@@ -17,7 +17,7 @@ from typing import Any
 from caiman_dask import config
 from caiman_dask.cluster import setup_cluster, stop_server
 from caiman_dask.engines import DEFAULT_ENGINE, get_engine
-from caiman_dask.errors import StoreExistsError
+from caiman_dask.errors import CaimanDaskError, StoreExistsError, disk_full, is_disk_full
 from caiman_dask.pipeline import reporting, stages
 from caiman_dask.pipeline.monitor import MemoryMonitor
 from caiman_dask.pipeline.params import RunParams, resolve_params
@@ -113,6 +113,8 @@ def run(inputs: str | Sequence[str], outdir: str, *, params: Any = None,
             return _run(inputs, folder, resolved, options)
     except Exception as exc:
         scrub(exc, secrets)
+        if is_disk_full(exc) and not isinstance(exc, CaimanDaskError):
+            raise disk_full(getattr(exc, "filename", None) or folder.url, exc) from exc
         raise
     finally:
         try:

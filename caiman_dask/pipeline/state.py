@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from caiman_dask.errors import ConfigError, StoreExistsError
+from caiman_dask.errors import ConfigError, StoreExistsError, disk_full, is_disk_full
 from caiman_dask.movie.paths import filesystem, is_url
 from caiman_dask.pipeline.redact import redact, secrets_of
 
@@ -97,6 +97,8 @@ class RunFolder:
         except (FileNotFoundError, FileExistsError, IsADirectoryError):
             raise
         except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.path(name) if name else self.url, exc) from None
             message = redact(str(exc), self._secrets)
             hint = ("the credentials (storage options or environment), the bucket and the "
                     "endpoint") if self.remote else "the folder's permissions"
@@ -144,9 +146,13 @@ class RunFolder:
             folder, base = os.path.split(key)
             os.makedirs(folder, exist_ok=True)
             tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, key)
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, key)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def write_json(self, name: str, data: Any) -> None:
         """Write JSON atomically."""

@@ -53,9 +53,11 @@ Values with no lossless form raise :class:`~caiman_dask.errors.ResultsError`, an
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -64,7 +66,14 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from caiman_dask.errors import ParameterError, ResultsError, ResultsNotFoundError, StoreExistsError
+from caiman_dask.errors import (
+    ParameterError,
+    ResultsError,
+    ResultsNotFoundError,
+    StoreExistsError,
+    disk_full,
+    is_disk_full,
+)
 from caiman_dask.results.estimates import Estimates
 
 PARAM_GROUPS: tuple[str, ...] = (
@@ -150,6 +159,25 @@ def _estimates_dict(estimates: Estimates) -> dict[str, Any]:
     out = {f.name: getattr(estimates, f.name) for f in dataclasses.fields(estimates)}
     out["dims"] = tuple(estimates.dims)
     return out
+
+
+def _payload_bytes(values: Any) -> int:
+    """Bytes of the arrays in ``values`` (nested dicts, sparse matrices)."""
+    if isinstance(values, Mapping):
+        return sum(_payload_bytes(v) for v in values.values())
+    if sp.issparse(values):
+        csc = values.tocsc()
+        return csc.data.nbytes + csc.indices.nbytes + csc.indptr.nbytes
+    return values.nbytes if isinstance(values, np.ndarray) else 0
+
+
+def _check_space(folder: pathlib.Path, estimates: Estimates) -> None:
+    """Refuse before writing when the disk cannot hold the arrays (plus 1 MiB of HDF5
+    metadata): HDF5 fails late, at close, and leaves objects that error when freed."""
+    need = _payload_bytes(_estimates_dict(estimates)) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"{need} bytes needed, {free} free", str(folder))
 
 
 def _write_file(h5: h5py.File, estimates: Estimates, params: dict, extra: dict) -> None:
@@ -421,11 +449,32 @@ def save_estimates(
     pathlib.Path
         The path written. The file is built under a temporary name in the same
         directory and renamed into place only when complete and verified.
+
+    Raises
+    ------
+    StoreExistsError
+        ``path`` exists and ``overwrite`` is False.
+    DiskFullError
+        The disk cannot hold the file (checked before writing, and caught while
+        writing); an existing file at ``path`` is left as it was.
     """
     if not isinstance(estimates, Estimates):
         raise ParameterError(f"estimates must be an Estimates, got {type(estimates).__name__}")
     final = _target(path, overwrite)
     params, extra = _params_dict(params), _plain(extra or {})
+    try:
+        _write_verified(final, estimates, params, extra, overwrite)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full(str(final), exc) from exc
+        raise
+    return final
+
+
+def _write_verified(final: pathlib.Path, estimates: Estimates, params: dict[str, Any],
+                    extra: dict[str, Any], overwrite: bool) -> None:
+    """Build the file under a temporary name, check it, rename it into place."""
+    _check_space(final.parent, estimates)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = pathlib.Path(name)
@@ -436,4 +485,3 @@ def save_estimates(
         _publish(tmp, final, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
-    return final

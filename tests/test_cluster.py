@@ -177,6 +177,7 @@ def test_repeated_large_arguments_are_sent_once(dask_cluster):
     result = dview.map_async(vt.array_sum_slowly, [(big, 0.5)] * 6, 1)
     time.sleep(0.2)
     keys = client.run_on_scheduler(
-        lambda dask_scheduler: [k for k in dask_scheduler.tasks if str(k).startswith("ndarray")])
+        lambda dask_scheduler: [k for k in dask_scheduler.tasks
+                                if str(k).startswith("shared-ndarray")])
     assert len(keys) == 1
     assert result.get(60) == [2_000_000.0] * 6

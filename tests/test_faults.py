@@ -104,6 +104,36 @@ def _busy_with(client: distributed.Client, prefix: str) -> str | None:
 # ---------------------------------------------------------------- killed worker processes
 
 
+@pytest.mark.timeout(120)
+def test_worker_killed_holding_a_shared_argument_the_map_completes() -> None:
+    """The only worker dies while it holds a large argument shared by every task (the
+    refinement's footprints and traces are such arguments). The argument is made again
+    from the scheduler's copy and the map completes; a scattered argument was lost, and
+    the map failed with 'cancelled: the scheduler or the client connection was lost'."""
+    import view_tasks as vt
+
+    import caiman_dask
+
+    client, dview, _ = caiman_dask.setup_cluster(n_processes=1, memory_limit="1GB")
+    try:
+        pid = next(iter(client.run(os.getpid).values()))
+        big = np.ones(2_000_000)  # 16 MB, shared by every task
+        result = dview.map_async(vt.array_sum_slowly, [(big, 0.4)] * 8, 1)
+
+        def holding() -> bool:
+            shared = [k for k in client.who_has() if str(k).startswith("shared-")]
+            return bool(shared) and bool(_busy_with(client, "array_sum_slowly"))
+
+        start = time.monotonic()
+        with Killer(holding, lambda: pid) as killer:
+            assert result.get(90) == [2_000_000.0] * 8
+        assert killer.struck is not None
+        note("the only worker SIGKILLed holding a shared argument", "map completes",
+             time.monotonic() - start)
+    finally:
+        caiman_dask.stop_server(dview)
+
+
 @pytest.fixture(scope="module")
 def local_client() -> Iterator[distributed.Client]:
     with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
@@ -384,10 +414,11 @@ def test_disk_full_while_rechunking_for_cnmf(tmp_path, small_disk) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_disk_full_while_writing_patches_or_results_loses_nothing(job, run_disk) -> None:
+def test_disk_full_on_patches_or_results_loses_nothing(job, run_disk) -> None:
     """A rerun with a new fit (patch pickles) and one with new thresholds (results.hdf5)
-    on a disk with 48 KiB left (less than one pickle): a clear DiskFullError naming the file, no temporary file
-    left, the earlier results byte for byte intact; once space is freed the rerun works."""
+    on a disk with 48 KiB left (less than one pickle): a clear DiskFullError naming the
+    file, no temporary file left, the earlier results byte for byte intact; once space is
+    freed the rerun works."""
     from caiman_dask.errors import DiskFullError
 
     movie, _ = job

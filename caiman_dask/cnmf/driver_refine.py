@@ -33,10 +33,10 @@ from caiman_dask.cnmf.evaluate import (
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.refine import (
     Products,
+    add_products,
     block_products,
     finish_spatial,
     spatial_block,
-    sum_products,
     temporal_update,
 )
 from caiman_dask.cnmf.spatial import full_support, to_pixels
@@ -146,6 +146,21 @@ def _run(view: BaseView, fn: Callable[[tuple], tuple[int, Any]], items: list[tup
     return out
 
 
+def _run_summed(view: BaseView, items: list[tuple], label: str) -> Products:
+    """Every block's products, added in block order as they arrive: the client holds the
+    running sum and only the blocks that finished ahead of their turn, never one
+    ``(K+nb, T)`` array per block (gigabytes each on long movies)."""
+    total, early, turn = None, {}, 0
+    with Progress(label, total=len(items)) as progress:
+        for index, part in view.imap_unordered(products_task, items):
+            early[index] = part
+            while turn in early:
+                total = add_products(total, early.pop(turn))
+                turn += 1
+            progress.advance()
+    return total
+
+
 def _rows(M: sp.spmatrix, block: PixelBlock) -> sp.csc_matrix:
     return sp.csc_matrix(sp.csr_matrix(M)[block.start:block.stop])
 
@@ -167,8 +182,8 @@ def temporal_pass(blocks: list[PixelBlock], A: sp.csc_matrix, b: np.ndarray, C: 
                   label: str) -> TemporalResult:
     """Blockwise products summed in block order, then the whole-FOV temporal update."""
     Ab = sp.hstack([A, sp.csc_matrix(b)], format="csr")
-    parts = _run(view, products_task, [(blk, _rows(Ab, blk)) for blk in blocks], label)
-    return temporal_update(sum_products(parts), C, f, params)
+    products = _run_summed(view, [(blk, _rows(Ab, blk)) for blk in blocks], label)
+    return temporal_update(products, C, f, params)
 
 
 def refine_round(blocks: list[PixelBlock], model: Factors, dims: tuple[int, int],

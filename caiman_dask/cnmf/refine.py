@@ -15,7 +15,8 @@ Then one or more refinement rounds:
    ``finish_spatial(Ab, dims, nb, params)`` -> thresholded ``A``, ``b`` and the indices
    of the kept components (select ``C[kept]``).
 2. Temporal. Per block: ``block_products(Y_i, Ab_i)`` -> ``Products(AY_i, AA_i)``.
-   Sum with ``sum_products(parts)`` **in increasing block order** (floating-point sums
+   Sum with ``sum_products(parts)``, or block by block with ``add_products`` (what the
+   driver does, holding one running sum), **in increasing block order** (floating-point sums
    depend on order; a fixed order makes results bit-identical from run to run), then
    ``temporal_update(total, C, f, params)``.
 3. Merge (after the first round): ``merge_components(A, C, merge_thr=...)``; merged
@@ -74,12 +75,24 @@ def block_products(Y_block: np.ndarray, Ab_block: np.ndarray | sp.spmatrix) -> P
 
 def sum_products(parts: Sequence[Products]) -> Products:
     """Sum partial products in the order given (keep the block order fixed)."""
-    AY = np.zeros_like(parts[0].AY)
-    AA = np.zeros_like(parts[0].AA)
+    total = None
     for part in parts:
-        AY += part.AY
-        AA += part.AA
-    return Products(AY=AY, AA=AA)
+        total = add_products(total, part)
+    return total
+
+
+def add_products(total: Products | None, part: Products) -> Products:
+    """``total + part`` (a copy of ``part`` when ``total`` is None), in place in ``total``.
+
+    Adding the blocks one by one in block order gives exactly :func:`sum_products`, so a
+    driver can keep a running sum instead of every block's ``(K+nb, T)`` products.
+    """
+    if total is None:
+        return Products(AY=np.zeros_like(part.AY) + part.AY, AA=np.zeros_like(part.AA)
+                        + part.AA)
+    np.add(total.AY, part.AY, out=total.AY)
+    np.add(total.AA, part.AA, out=total.AA)
+    return total
 
 
 def spatial_block(Y_block: np.ndarray, Ab_block: np.ndarray | sp.spmatrix,

@@ -8,6 +8,7 @@ covers more of CaImAn than the ipyparallel one (caiman-facts.md).
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from distributed.scheduler import KilledWorker
 from caiman_dask import config
 from caiman_dask.errors import ClusterError, WorkerLostError
 from caiman_dask.view.base import BaseView, deadline, remaining
-from caiman_dask.view.tasks import Batch, run_batch
+from caiman_dask.view.tasks import Batch, run_batch, shared_value
 
 
 class DaskExecutor:
@@ -158,7 +159,12 @@ def _worker_memory_limit(client: Client) -> int:
 
 
 class _SharedArguments:
-    """Scatter each large argument once per map call and pass futures instead."""
+    """Send each large argument once per map call, as a task result, and pass its future.
+
+    Not ``client.scatter``: scattered data lives only on the worker that received it and
+    is lost with it, failing every task that needs it. A ``shared_value`` task is rerun
+    by the scheduler on another worker instead.
+    """
 
     def __init__(self, client: Client, min_bytes: int):
         self.client, self.min_bytes = client, min_bytes
@@ -171,7 +177,11 @@ class _SharedArguments:
         if key not in self.futures:
             if sizeof(obj) < self.min_bytes:
                 return obj
-            self.futures[key] = self.client.scatter([obj], hash=False)[0]
+            with warnings.catch_warnings():  # the point is to put it in the graph once
+                warnings.filterwarnings("ignore", message=".*[Ll]arge graph", category=UserWarning)
+                self.futures[key] = self.client.submit(
+                    shared_value, obj, pure=False,
+                    key=f"shared-{type(obj).__name__}-{uuid.uuid4().hex}")
         return self.futures[key]
 
     def swap_item(self, item: Any) -> Any:

@@ -65,3 +65,11 @@ def pool_chunksize(n_items: int, n_workers: int) -> int:
     """``multiprocessing.Pool.map``'s default chunk size: about 4 batches per worker."""
     chunksize, extra = divmod(n_items, max(1, n_workers) * 4)
     return max(1, chunksize + bool(extra))
+
+
+def shared_value(value: Any) -> Any:
+    """Task: return ``value``. A large argument shared by a map's tasks travels as this
+    task's result, so the scheduler keeps how to make it again: if the worker holding it
+    dies, the value is recomputed elsewhere instead of being lost (as a scattered one
+    would be)."""
+    return value

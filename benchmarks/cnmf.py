@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import resource
 import shutil
@@ -77,15 +78,19 @@ def run_mode(store: str, mode: str, work: pathlib.Path, params: dict[str, Any],
     from caiman_dask.cnmf.driver import fit_cnmf
 
     client, view = _view(mode, memory)
+    pids = set(client.run(os.getpid).values()) if client is not None else set()
     start = time.perf_counter()
     try:
         result = fit_cnmf(store, params=params, view=view, work_dir=str(work / f"w-{mode}"))
+        # a restarted worker's peak starts again: count them (0 = the peaks are the run's)
+        restarts = len(set(client.run(os.getpid).values()) - pids) if client else 0
     finally:
         rss = _close(client, view)
     total = time.perf_counter() - start
     est = result.estimates
     return {"mode": mode, "seconds_total": total, "stages": result.timings,
-            "peak_rss_per_worker": rss, "n_patches": len(result.patches),
+            "peak_rss_per_worker": rss, "worker_restarts": restarts,
+            "n_patches": len(result.patches),
             "n_candidates": result.n_candidates, "n_after_merge": result.n_merged,
             "n_components": int(est.A.shape[1]),
             "n_accepted": int(len(est.idx_components))}, result

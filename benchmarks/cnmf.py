@@ -163,6 +163,18 @@ def _big_block(block_info: Any = None, *, A: Any, C: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(frames), 0, 65535).astype(np.uint16)
 
 
+def truth_scores(est: Any, truth: Any) -> dict[str, Any]:
+    """F1 of the accepted and of all components against the generated footprints."""
+    from caiman_dask.results import score_both
+
+    out = {}
+    for name, A in (("accepted", est.A[:, est.idx_components]), ("all", est.A)):
+        both = score_both(A, truth, dims=est.dims)
+        out[name] = {k: {m: v.as_dict()[m] for m in ("f1", "precision", "recall", "n_found",
+                                                    "n_true")} for k, v in both.items()}
+    return out
+
+
 def big_movie(work: pathlib.Path) -> dict[str, Any]:
     """Stream-generate 512x512x20000 into a store, then CNMF on 2 workers of 3 GB."""
     import dask.array as da
@@ -182,6 +194,7 @@ def big_movie(work: pathlib.Path) -> dict[str, Any]:
     info, result = run_mode(store, "2", work, BIG_PARAMS, memory="3GB")
     info["stages"] = {"generate+convert": convert, **info["stages"]}
     info["client_peak_rss"] = peak_rss()
+    info["score_vs_truth"] = truth_scores(result.estimates, A)
     print("big", info, flush=True)
     return {"movie": {**BIG, "dims": list(BIG["dims"])}, "params": BIG_PARAMS, **info}
 

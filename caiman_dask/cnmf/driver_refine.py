@@ -81,8 +81,7 @@ class PixelBlock:
 
     def read(self) -> np.ndarray:
         """``Yr`` rows of this block: (npix_block, T) float32."""
-        frames = np.asarray(self.source.open()[:, :, self.x0:self.x1], dtype=np.float32)
-        return to_pixels(frames)
+        return to_pixels(self.source.open()[:, :, self.x0:self.x1], dtype=np.float32)
 
 
 @dataclass(frozen=True)

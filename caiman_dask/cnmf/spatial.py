@@ -12,10 +12,18 @@ import scipy.ndimage
 import scipy.sparse as sp
 
 
-def to_pixels(frames: np.ndarray) -> np.ndarray:
-    """(n, d1, d2) frames -> (d1*d2, n) F-ordered pixel rows (``Yr`` from a movie)."""
+def to_pixels(frames: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """(n, d1, d2) frames -> (d1*d2, n) F-ordered pixel rows (``Yr`` from a movie).
+
+    With ``dtype`` the conversion and the reordering are one copy (a long movie's pixel
+    block is then held twice at most, not three times).
+    """
     n, d1, d2 = frames.shape
-    return frames.transpose(0, 2, 1).reshape(n, d1 * d2).T
+    if dtype is None:
+        return frames.transpose(0, 2, 1).reshape(n, d1 * d2).T
+    out = np.empty((n, d2, d1), dtype=dtype)
+    out[...] = frames.transpose(0, 2, 1)
+    return out.reshape(n, d1 * d2).T
 
 
 def pixel_adjacency(dims: tuple[int, int]) -> sp.csr_matrix:

@@ -181,3 +181,21 @@ def test_repeated_large_arguments_are_sent_once(dask_cluster):
                                 if str(k).startswith("shared-ndarray")])
     assert len(keys) == 1
     assert result.get(60) == [2_000_000.0] * 6
+
+
+def test_results_taken_from_imap_unordered_are_freed_on_the_workers(dask_cluster):
+    """A long map of large results (refinement's blocks) must not keep every finished
+    result on the workers until the map is over."""
+    import numpy as np
+
+    client, dview = dask_cluster
+    seen = []
+    for value in dview.imap_unordered(vt.array_sum_slowly, [(np.ones(1000), 0.3)] * 6):
+        seen.append(value)
+        if len(seen) == 6:  # all taken, the map not over yet (the generator is alive)
+            time.sleep(0.5)  # the release messages reach the scheduler
+            held = client.run_on_scheduler(lambda dask_scheduler: [
+                str(k) for k, ts in dask_scheduler.tasks.items()
+                if str(k).startswith("array_sum_slowly") and ts.state == "memory"])
+            assert held == []
+    assert seen == [1000.0] * 6

@@ -44,6 +44,9 @@ class Executor(Protocol):
     def cancel(self, handles: list[Any]) -> None:
         """Cancel handles that have not finished."""
 
+    def release(self, handle: Any) -> None:
+        """Forget a finished handle whose results were taken (frees a worker's copy)."""
+
 
 class AsyncResult:
     """``multiprocessing.pool.AsyncResult`` over an executor's handles."""
@@ -107,7 +110,7 @@ class IMapIterator:
             if not self._executor.wait([head], timeout):
                 raise multiprocessing.TimeoutError(f"next result not ready within {timeout} s")
             self._buffer = list(self._executor.result(head))
-            self._handles.pop(0)
+            self._executor.release(self._handles.pop(0))
         return self._buffer.pop(0)
 
     __next__ = next
@@ -162,7 +165,9 @@ class BaseView:
         """Results in completion order."""
         handles = self._start(func, iterable, chunksize)
         for handle in self._executor.completed(handles):
-            yield from self._executor.result(handle)
+            results = self._executor.result(handle)
+            self._executor.release(handle)  # workers need not keep what was taken
+            yield from results
 
     def apply_async(self, func: Callable[..., Any], args: Sequence[Any] = (),
                     kwds: dict[str, Any] | None = None) -> AsyncResult:

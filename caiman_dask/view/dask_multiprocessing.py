@@ -124,6 +124,12 @@ class DaskExecutor:
         if unfinished:
             self.client.cancel(unfinished)
 
+    def release(self, handle: Future) -> None:
+        """Let the scheduler forget a batch whose results were taken, so the worker frees
+        them now rather than when the whole map is over (a map of 47 pixel blocks of a
+        20,000-frame movie held 113 MB per finished block)."""
+        handle.release()
+
     def _killed_message(self, handle: Future) -> str:
         batch, n_items, label = self._batch_of.get(handle.key, (None, 0, ""))
         name = getattr(batch.fn, "__qualname__", "?") if batch else handle.key

@@ -57,6 +57,9 @@ class ThreadExecutor:
         for handle in handles:
             handle.cancel()
 
+    def release(self, handle: cf.Future) -> None:
+        """Nothing to free: results live in this process."""
+
     def shutdown(self) -> None:
         """Stop the thread once queued work is cancelled."""
         self._pool.shutdown(wait=False, cancel_futures=True)

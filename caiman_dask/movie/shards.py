@@ -142,10 +142,9 @@ def _replace(path: str, body: np.ndarray, index: np.ndarray) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temp = f"{path}.{uuid.uuid4().hex[:12]}.partial"
     try:
-        if not _write_direct(temp, body):
-            with open(temp, "wb") as out:
-                out.write(memoryview(body))
-        with open(temp, "ab") as out:
+        done = _write_direct(temp, body)
+        with open(temp, "ab" if done else "wb") as out:
+            out.write(memoryview(body).cast("B")[done:])  # what O_DIRECT could not take
             out.write(tail)
         os.replace(temp, path)
     except BaseException:
@@ -154,8 +153,12 @@ def _replace(path: str, body: np.ndarray, index: np.ndarray) -> None:
         raise
 
 
-def _write_direct(path: str, body: np.ndarray) -> bool:
-    """Write ``body`` to a new file with ``O_DIRECT``; False where that is not possible.
+def _write_direct(path: str, body: np.ndarray) -> int:
+    """Write the longest ``ALIGN``-multiple prefix of ``body`` to a new file with
+    ``O_DIRECT``; return its length (0 where that is not possible: nothing written).
+
+    The shard's last partial page and its index are appended normally by the caller
+    (a shard's body is rarely a whole number of pages: edge chunks are padded).
 
     Written around the page cache: a corrected movie is far larger than memory and is read
     back once, by the CNMF stage, so caching it only evicts what the machine still needs,
@@ -164,23 +167,24 @@ def _write_direct(path: str, body: np.ndarray) -> bool:
     the caller then writes normally.
     """
     flag = getattr(os, "O_DIRECT", 0)
-    if not flag or body.nbytes % ALIGN or body.ctypes.data % ALIGN:
-        return False
+    size = body.nbytes - body.nbytes % ALIGN
+    if not flag or not size or body.ctypes.data % ALIGN:
+        return 0
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flag, 0o666)
     except OSError as exc:
         if exc.errno == errno.EINVAL:
-            return False
+            return 0
         raise
     try:
-        view, done = memoryview(body).cast("B"), 0
-        while done < len(view):
+        view, done = memoryview(body).cast("B")[:size], 0
+        while done < size:
             done += os.write(fd, view[done:done + (1 << 30)])
     except OSError as exc:
         os.close(fd)
         os.unlink(path)
         if exc.errno == errno.EINVAL:  # a filesystem that accepts the flag, not the write
-            return False
+            return 0
         raise
     os.close(fd)
-    return True
+    return size

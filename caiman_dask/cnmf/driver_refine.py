@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -134,29 +134,33 @@ def evaluation_task(item: tuple[PixelBlock, sp.csc_matrix, sp.csc_matrix, np.nda
     return block.index, on_support(YM, A_rows)
 
 
-def _run(view: BaseView, fn: Callable[[tuple], tuple[int, Any]], items: list[tuple],
-         label: str) -> list[Any]:
-    """Map ``fn`` over flat block items (block first) with progress; block order out."""
-    out: list[Any] = [None] * len(items)
+def _in_block_order(view: BaseView, fn: Callable[[tuple], tuple[int, Any]],
+                    items: list[tuple], label: str) -> Iterator[Any]:
+    """Map ``fn`` over flat block items (block first) with progress; yield the results in
+    block order, each as soon as its turn comes (only early finishers wait here)."""
+    early: dict[int, Any] = {}
+    turn = 0
     with Progress(label, total=len(items)) as progress:
         for index, result in view.imap_unordered(fn, items):
-            out[index] = result
+            early[index] = result
             progress.advance()
-    return out
+            while turn in early:
+                yield early.pop(turn)
+                turn += 1
+
+
+def _run(view: BaseView, fn: Callable[[tuple], tuple[int, Any]], items: list[tuple],
+         label: str) -> list[Any]:
+    """Every block's result, in block order."""
+    return list(_in_block_order(view, fn, items, label))
 
 
 def _run_summed(view: BaseView, items: list[tuple], label: str) -> Products:
-    """Every block's products, added in block order as they arrive: the client holds the
-    running sum and only the blocks that finished ahead of their turn, never one
-    ``(K+nb, T)`` array per block (gigabytes each on long movies)."""
-    total, early, turn = None, {}, 0
-    with Progress(label, total=len(items)) as progress:
-        for index, part in view.imap_unordered(products_task, items):
-            early[index] = part
-            while turn in early:
-                total = add_products(total, early.pop(turn))
-                turn += 1
-            progress.advance()
+    """Every block's products added in block order as they arrive: the client holds the
+    running sum, never one ``(K+nb, T)`` array per block (gigabytes on long movies)."""
+    total = None
+    for part in _in_block_order(view, products_task, items, label):
+        total = add_products(total, part)
     return total
 
 

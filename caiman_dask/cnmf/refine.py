@@ -88,8 +88,7 @@ def add_products(total: Products | None, part: Products) -> Products:
     driver can keep a running sum instead of every block's ``(K+nb, T)`` products.
     """
     if total is None:
-        return Products(AY=np.zeros_like(part.AY) + part.AY, AA=np.zeros_like(part.AA)
-                        + part.AA)
+        return Products(AY=part.AY.copy(), AA=part.AA.copy())
     np.add(total.AY, part.AY, out=total.AY)
     np.add(total.AA, part.AA, out=total.AA)
     return total

@@ -10,7 +10,8 @@ corner) with the parameters of ``main_job.NEUROFINDER_SETTINGS``: MotionCorrect 
 save_memmap (C order), CNMF.fit on patches, refit, evaluate_components; each stage timed, accepted
 footprints scored against the manual ROIs. Our main job runs beside it on 2 workers.
 Targets: ours / CaImAn-with-Pool seconds <= 1.0 with F1 at least CaImAn's; our dview / Pool
-<= 1.0 per stage.
+<= 1.0 per stage. ``--reps N`` runs each backend N times, alternating Pool and dview, and
+compares the medians of each stage.
 
 Run: ``python benchmarks/case_caiman.py --caiman-python /work/caiman-venv/bin/python``.
 """
@@ -34,7 +35,7 @@ pin_threads(1)
 import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 
-from benchmarks.common import write  # noqa: E402
+from benchmarks.common import stats, write  # noqa: E402
 from benchmarks.main_job import (  # noqa: E402
     NEUROFINDER_SETTINGS,
     NeurofinderInput,
@@ -115,7 +116,7 @@ def run_caiman(python: str, nf: NeurofinderInput, backend: str, work: pathlib.Pa
     from caiman_dask.results import load_regions, score_both
 
     folder = work / f"caiman-{backend}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(caiman_params()))
     out = folder / "A.npz"
     proc = subprocess.run([python, "-c", CAIMAN_SCRIPT, nf.movie, backend,
@@ -131,6 +132,14 @@ def run_caiman(python: str, nf: NeurofinderInput, backend: str, work: pathlib.Pa
     info["scores"] = {k: v.as_dict()["f1"] for k, v in scores.items()}
     info["seconds"] = sum(info["stages"].values())
     return info
+
+
+def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One backend's repetitions as one run: median seconds per stage, each stage's spread."""
+    stages = {s: stats([r["stages"][s] for r in reps]) for s in reps[0]["stages"]}
+    return {**reps[-1], "stages": {s: v["median"] for s, v in stages.items()},
+            "stage_reps": stages, "seconds": sum(v["median"] for v in stages.values()),
+            "reps": len(reps)}
 
 
 def compare(runs: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--caiman-python")
     parser.add_argument("--quick", action="store_true", help="60 frames, 128x128 corner")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="repetitions of each CaImAn backend, interleaved (medians compared)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/suite_caiman.json)")
     opts = parser.parse_args(argv)
     payload: dict[str, Any] = {"case": "caiman", "quick": opts.quick,
@@ -167,9 +178,13 @@ def main(argv: list[str] | None = None) -> None:
             tif = work / "movie.tif"
             tifffile.imwrite(tif, np.load(nf.movie))
             nf = NeurofinderInput(str(tif), nf.regions)
-        runs["caiman_pool"] = run_caiman(opts.caiman_python, nf, "pool", work)
-        if dview_reason is None:
-            runs["caiman_dview"] = run_caiman(opts.caiman_python, nf, "dask", work)
+        backends = {"caiman_pool": "pool"} | ({"caiman_dview": "dask"} if dview_reason is None
+                                             else {})
+        reps: dict[str, list[dict[str, Any]]] = {name: [] for name in backends}
+        for rep in range(opts.reps):  # interleaved, so a slow spell of the VM hits both
+            for name, backend in backends.items():
+                reps[name].append(run_caiman(opts.caiman_python, nf, backend, work / str(rep)))
+        runs.update({name: median_run(done) for name, done in reps.items()})
         try:  # CaImAn's runs are kept even when ours fails
             ours = run_job(nf.movie, work, mode="2", settings=NEUROFINDER_SETTINGS,
                            regions=nf.regions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -56,6 +57,9 @@ def test_threads_pinned_inside_workers_even_against_the_users_environment(monkey
         assert report["env"]["MALLOC_TRIM_THRESHOLD_"] is None
         (profiler,) = client.run(_profiler_enabled).values()
         assert profiler is False  # its 10 ms stack sampling slows Python-heavy tasks
+        (tick,) = client.run(_tick_seconds).values()
+        assert tick == 1.0  # dask's 20 ms wakes busy workers 50 times a second
+        assert client.run_on_scheduler(_tick_seconds) == 1.0
     finally:
         caiman_dask.stop_server(dview)
 
@@ -71,6 +75,11 @@ def _profiler_enabled() -> bool:
     import dask
 
     return dask.config.get("distributed.worker.profile.enabled")
+
+
+def _tick_seconds(dask_worker: Any = None, dask_scheduler: Any = None) -> float:
+    server = dask_worker or dask_scheduler
+    return server._tick_interval
 
 
 def _opencv_threads(_: int) -> int:

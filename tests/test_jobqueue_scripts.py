@@ -64,6 +64,7 @@ def test_script_carries_size_threads_memory_malloc_fix_and_tls(kind, shared):
     assert "pre-spawn-environ: {MALLOC_TRIM_THRESHOLD_: null}" in script
     assert "DASK_CONFIG" in script and "terminate: 0.95" in script
     assert "profile: {enabled: false}" in script
+    assert "admin: {tick: {interval: 1.0s}}" in script
     # lifetime: 2 h walltime -> end 10% early, staggered over 5%
     assert "--lifetime 6120s --lifetime-stagger 360s" in script
     assert re.search(r"tls://[\d.]+:\d+", script) and "--protocol tls://" in script

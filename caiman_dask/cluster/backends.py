@@ -56,12 +56,13 @@ class ClusterSpec:
 
 
 def cluster_policy(settings: WorkerSettings) -> dict[str, Any]:
-    """Dask config every cluster we start gets: failure and memory policy, no profiler."""
+    """Dask config every cluster we start gets: failure and memory policy, quiet workers."""
     memory = {f"distributed.worker.memory.{k}": v for k, v in settings.memory_fractions.items()}
     return {
         "distributed.scheduler.allowed-failures": int(config.get("cluster.allowed-failures")),
         "distributed.scheduler.no-workers-timeout": f"{config.get('cluster.no-workers-timeout')}s",
         "distributed.worker.profile.enabled": bool(config.get("cluster.worker-profiler")),
+        "distributed.admin.tick.interval": f"{float(config.get('cluster.event-loop-tick'))}s",
         **memory,
     }
 

@@ -118,11 +118,11 @@ def lifetime_args(walltime: str | None, enabled: bool) -> list[str]:
 
 
 def worker_dask_yaml(settings: WorkerSettings) -> str:
-    """One-line dask YAML for the workers: malloc fix and our worker memory policy."""
+    """One-line dask YAML for the workers: malloc fix, our worker policy and event-loop tick."""
     tree: dict[str, Any] = {
         "distributed": {"nanny": {"pre-spawn-environ": dict.fromkeys(MALLOC_VARS_REMOVED)}}}
     for key, value in cluster_policy(settings).items():
-        if key.startswith("distributed.worker."):
+        if key.startswith(("distributed.worker.", "distributed.admin.")):
             node = tree
             *parents, leaf = key.split(".")
             for part in parents:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import time
+import weakref
 
 import pytest
 import view_tasks as vt
@@ -47,6 +49,17 @@ def test_empty_input_gives_empty_list(view):
 def test_starmap_and_apply(view):
     assert view.starmap(vt.add, [(1, 2), (3, 4)]) == [3, 7]
     assert view.apply_async(vt.add, (1, 2), {"c": 10}).get(30) == 13
+
+
+@pytest.mark.parametrize("method", ["imap", "imap_unordered"])
+def test_results_taken_from_an_iterator_are_not_kept_by_the_view(view, method):
+    taken = []
+    for i, result in enumerate(getattr(view, method)(vt.ones, [100_000] * 6)):
+        taken.append(weakref.ref(result))
+        del result
+        if i == 4:
+            gc.collect()
+            assert [ref() is None for ref in taken[:4]] == [True] * 4  # only the newest lives
 
 
 def test_imap_in_order_with_chunksize(view):

@@ -39,6 +39,11 @@ def allocate(n_bytes: int) -> int:
     return int(block.sum())
 
 
+def ones(n: int) -> np.ndarray:
+    """A fresh array of ``n`` ones (float64)."""
+    return np.ones(n)
+
+
 def pid(_: object) -> int:
     time.sleep(0.05)
     return os.getpid()

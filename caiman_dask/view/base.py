@@ -45,7 +45,7 @@ class Executor(Protocol):
         """Cancel handles that have not finished."""
 
     def release(self, handle: Any) -> None:
-        """Forget a finished handle whose results were taken (frees a worker's copy)."""
+        """Forget a finished handle whose results were taken (frees its copy of them)."""
 
 
 class AsyncResult:

@@ -25,8 +25,8 @@ class ThreadExecutor:
         self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="caiman-dask-serial")
 
     def submit(self, batches: list[tuple[Batch, list[Any]]]) -> list[cf.Future]:
-        """Queue the batches in order."""
-        return [self._pool.submit(run_batch, batch, items) for batch, items in batches]
+        """Queue the batches in order; each future holds its results in a box to release."""
+        return [self._pool.submit(_boxed, batch, items) for batch, items in batches]
 
     def wait(self, handles: list[cf.Future], timeout: float | None) -> bool:
         """Wait for all handles or the first failure; False on timeout."""
@@ -42,11 +42,14 @@ class ThreadExecutor:
 
     def result(self, handle: cf.Future) -> list[Any]:
         """The batch's results, or its error."""
-        return handle.result()
+        box = handle.result()
+        if not box:
+            raise RuntimeError("the results of this batch were released after being taken")
+        return box[0]
 
     def gather(self, handles: list[cf.Future]) -> list[list[Any]]:
         """Every batch's results, in order."""
-        return [h.result() for h in handles]
+        return [self.result(h) for h in handles]
 
     def completed(self, handles: list[cf.Future]) -> Iterator[cf.Future]:
         """Handles in completion order."""
@@ -58,11 +61,18 @@ class ThreadExecutor:
             handle.cancel()
 
     def release(self, handle: cf.Future) -> None:
-        """Nothing to free: results live in this process."""
+        """Drop the batch's results, which the view and its callers may still reference."""
+        if handle.done() and not handle.cancelled() and handle.exception() is None:
+            handle.result().clear()
 
     def shutdown(self) -> None:
         """Stop the thread once queued work is cancelled."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _boxed(batch: Batch, items: list[Any]) -> list[list[Any]]:
+    """The batch's results in a one-element list that :meth:`ThreadExecutor.release` empties."""
+    return [run_batch(batch, items)]
 
 
 class SerialView(BaseView):

@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 import scipy.signal
 
+from caiman_dask.cnmf.spatial import to_frames  # noqa: F401 - synthetic movies' layout
+
 
 @dataclasses.dataclass(frozen=True)
 class SynthMovie:
@@ -109,11 +111,6 @@ def make_movie(*, dims: tuple[int, int] = (64, 64), T: int = 1000, K: int = 10,
     snr = amplitude * A[peak_pix, np.arange(K)] / noise_sd[peak_pix]
     return SynthMovie(Y=Y, A=A, C=C, S=S, b=b, f=f, g=g, centers=centers, snr=snr,
                       noise_sd=noise_sd)
-
-
-def to_frames(Yr: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
-    """(npix, T) F-order pixel rows -> (T, d1, d2) movie."""
-    return Yr.T.reshape(-1, dims[1], dims[0]).transpose(0, 2, 1)
 
 
 def random_walk(rng: np.random.Generator, T: int, *, step: float = 0.5,

@@ -241,6 +241,51 @@ def test_greedy_energy_is_bit_identical_to_reference(rolling_length: int) -> Non
 
     rho = np.random.default_rng(4).normal(size=(300, 6, 5)).astype(np.float32)
     for step in (1, 13, 1024):
-        got = _energy(rho, rolling_length, step=step)
-        np.testing.assert_array_equal(got, _energy_reference(rho, rolling_length))
+        for samples in (1, 300 * 5 * 2, 2**22):  # one row, two rows, the whole frame a block
+            got = _energy(rho, rolling_length, step=step, samples=samples)
+            np.testing.assert_array_equal(got, _energy_reference(rho, rolling_length))
     np.testing.assert_array_equal(_energy(rho, None), _energy_reference(rho, None))
+
+
+@pytest.mark.parametrize(("ssub", "tsub"), [(1, 1), (2, 3), (3, 2)])
+def test_scaled_downsample_in_time_chunks_equals_the_whole_movie(ssub: int, tsub: int) -> None:
+    from caiman_dask.cnmf.initialization import _downsample, _scaled_downsample
+    from caiman_dask.cnmf.spatial import to_frames, to_pixels
+
+    rng = np.random.default_rng(5)
+    Y = rng.gamma(2.0, 50.0, size=(101, 11, 7)).astype(np.float32)
+    scale = rng.uniform(0.5, 2.0, size=(11, 7)).astype(np.float32)
+    whole = _downsample(Y / scale, ssub, tsub).astype(np.float32)
+    view = to_frames(to_pixels(Y, dtype=np.float32), (11, 7))  # fit_patch's frames
+    for frames in (1, 4, 1024):
+        np.testing.assert_array_equal(_scaled_downsample(Y, scale, ssub, tsub, frames=frames),
+                                      whole)
+        np.testing.assert_array_equal(_scaled_downsample(view, scale, ssub, tsub,
+                                                         frames=frames), whole)
+
+
+def test_noise_of_many_pixels_is_computed_in_blocks_with_the_same_values() -> None:
+    from caiman_dask.cnmf.noise import mean_psd, power_spectrum
+
+    y = np.random.default_rng(6).normal(size=(3000, 1500)).astype(np.float32)
+    whole = mean_psd(power_spectrum(y)).astype(np.float64)  # one block: 4.5 M samples
+    np.testing.assert_array_equal(get_noise_fft(y), whole)
+    np.testing.assert_array_equal(get_noise_fft(np.asfortranarray(y)), whole)
+
+
+def test_fit_patch_peak_memory_is_a_few_copies_of_the_patch() -> None:
+    import tracemalloc
+
+    movie = make_movie(dims=(48, 48), T=1500, K=4, seed=3)
+    frames = np.clip(np.rint(movie.Y), 0, 65535).astype(np.uint16)
+    patch_bytes = frames.size * 4  # the float32 pixel rows the fit works on
+    tracemalloc.start()
+    try:
+        fit_patch(frames, PATCH_PARAMS.replace(init={"K": 5}))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # measured 5.0x (8.0x before: a float32 copy of the frames beside the pixel rows,
+    # whole-movie FFTs and float64 cumulative sums); now the pixel rows, the initialisation's
+    # movie and residual (float32) and the residual's float64 copy for the background NMF
+    assert peak < 5.5 * patch_bytes, peak / patch_bytes

@@ -109,7 +109,8 @@ def fit_patch_task(item: tuple[PatchTask, CNMFParams]) -> PatchDone:
     """Task: read one patch (all frames) from the store and run CNMF on it."""
     task, params = item
     start = time.perf_counter()
-    frames = np.asarray(task.source.open()[:, task.y, task.x], dtype=np.float32)
+    # stored dtype: the engine makes its float32 copy, which it can free after initialising
+    frames = np.asarray(task.source.open()[:, task.y, task.x])
     try:
         result = get_engine(task.engine).fit_patch(frames, params)
     except Exception as exc:

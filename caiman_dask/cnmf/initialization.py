@@ -44,14 +44,21 @@ def _blur(R: np.ndarray, sig: tuple[float, float], half: tuple[int, int]) -> np.
                                          mode="constant")
 
 
-def _energy(rho: np.ndarray, rolling_length: int | None, *, step: int = 1024) -> np.ndarray:
+def _energy(rho: np.ndarray, rolling_length: int | None, *, step: int = 1024,
+            samples: int = 2**20) -> np.ndarray:
     """Per-pixel energy of the filtered movie: total or max rolling sum of squares.
 
-    Works through time ``step`` windows at a time (float64 cumulative sums), so long
-    patches need one float64 copy of the movie, not three.
+    Pixels are independent, so rows of the frame are taken about ``samples`` values at a
+    time (float64 cumulative sums of one block, not of the whole movie), and the rolling
+    maximum works through time ``step`` windows at a time.
     """
-    T = rho.shape[0]
-    cs = np.cumsum(np.square(rho, dtype=np.float64), axis=0)
+    T, d1 = rho.shape[:2]
+    rows = max(1, samples // max(T * int(np.prod(rho.shape[2:])), 1))
+    if d1 > rows:
+        return np.concatenate([_energy(rho[:, r:r + rows], rolling_length, step=step,
+                                       samples=samples) for r in range(0, d1, rows)])
+    cs = np.square(rho, dtype=np.float64)
+    np.cumsum(cs, axis=0, out=cs)
     if rolling_length is None or rolling_length >= T:
         return cs[-1]
     best = cs[rolling_length - 1].copy()
@@ -113,6 +120,21 @@ def _greedy(R: np.ndarray, K: int, sig: tuple[float, float], half: tuple[int, in
     return A[:found], C[:found], centers[:found]
 
 
+def _scaled_downsample(Y: np.ndarray, scale: np.ndarray, ssub: int, tsub: int, *,
+                       frames: int = 1024) -> np.ndarray:
+    """``_downsample(Y / scale, ssub, tsub)`` as float32, ``frames * tsub`` frames at a time.
+
+    The same values as dividing the whole movie first, without its float32 copy.
+    """
+    T, d1, d2 = Y.shape
+    step = frames * tsub
+    out = np.empty((-(-T // tsub), -(-d1 // ssub), -(-d2 // ssub)), dtype=np.float32)
+    for t in range(0, T, step):
+        scaled = np.divide(Y[t:t + step], scale, order="C")  # Y may be a view of pixel rows
+        out[t // tsub:(t + step) // tsub] = _downsample(scaled, ssub, tsub)
+    return out
+
+
 def _downsample(Y: np.ndarray, ssub: int, tsub: int) -> np.ndarray:
     """Block means over ``tsub`` frames and ``ssub`` x ``ssub`` pixels (edges padded)."""
     T, d1, d2 = Y.shape
@@ -147,7 +169,8 @@ def _upsample_pixels(M: np.ndarray, dims_d: tuple[int, int], dims: tuple[int, in
     return to_pixels(imgs)
 
 
-def initialize_components(Y: np.ndarray, params: CNMFParams) -> InitResult:
+def initialize_components(Y: np.ndarray, params: CNMFParams, *,
+                          Yr: np.ndarray | None = None) -> InitResult:
     """Greedy ROI initialisation of ``params.init.K`` components and ``nb`` backgrounds.
 
     Parameters
@@ -157,6 +180,8 @@ def initialize_components(Y: np.ndarray, params: CNMFParams) -> InitResult:
     params : CNMFParams
         Uses the ``init`` group (K, gSig, gSiz, nb, ssub, tsub, nIter, normalize_init,
         rolling_sum, rolling_length).
+    Yr : ndarray, shape (d1*d2, T), optional
+        ``to_pixels(Y)`` when the caller holds it already (saves a copy of the movie).
 
     Returns
     -------
@@ -165,12 +190,13 @@ def initialize_components(Y: np.ndarray, params: CNMFParams) -> InitResult:
     """
     init = params.init
     T, d1, d2 = Y.shape
+    Yr = to_pixels(Y) if Yr is None else Yr
     scale = np.ones((d1, d2), dtype=np.float32)
     if init.normalize_init:
-        sn = get_noise_fft(to_pixels(Y).astype(np.float32, copy=False))
+        sn = get_noise_fft(Yr.astype(np.float32, copy=False))
         scale = np.maximum(sn, 1e-6 * max(float(sn.max()), 1e-12)).reshape(d2, d1).T
         scale = scale.astype(np.float32)
-    X = _downsample(Y / scale, init.ssub, init.tsub).astype(np.float32)
+    X = _scaled_downsample(Y, scale, init.ssub, init.tsub)
     med = np.median(X, axis=0)
     R = X - med
     sig = tuple(g / init.ssub for g in init.gSig)
@@ -179,25 +205,27 @@ def initialize_components(Y: np.ndarray, params: CNMFParams) -> InitResult:
     A_img, C, centers = _greedy(R, init.K, sig, half, n_iter=init.nIter,
                                 rolling_length=max(rolling, 1) if rolling else None)
     dims_d = X.shape[1:]
-    resid = to_pixels(R + med).astype(np.float64)
-    b, f = nmf_factors(np.maximum(resid, 0.0), init.nb)
-    A, C, b, f = _refine(to_pixels(X).astype(np.float64), to_pixels(A_img), C, b, f, dims_d,
+    R += med  # the data minus the greedy components; R is not needed after this
+    resid = to_pixels(R, dtype=np.float64)
+    del R
+    b, f = nmf_factors(np.maximum(resid, 0.0, out=resid), init.nb)
+    del resid
+    A, C, b, f = _refine(to_pixels(X, dtype=np.float64), to_pixels(A_img), C, b, f, dims_d,
                          iters=2)
-    return _full_resolution(Y, A, b, C, f, scale, dims_d, init.ssub,
+    return _full_resolution(Yr, (d1, d2), A, b, C, f, scale, dims_d, init.ssub,
                             centers * init.ssub + init.ssub // 2)
 
 
-def _full_resolution(Y: np.ndarray, A: np.ndarray, b: np.ndarray, C: np.ndarray,
-                     f: np.ndarray, scale: np.ndarray, dims_d: tuple[int, int], ssub: int,
-                     centers: np.ndarray) -> InitResult:
+def _full_resolution(Yr: np.ndarray, dims: tuple[int, int], A: np.ndarray, b: np.ndarray,
+                     C: np.ndarray, f: np.ndarray, scale: np.ndarray, dims_d: tuple[int, int],
+                     ssub: int, centers: np.ndarray) -> InitResult:
     """Bring footprints to full resolution and data units; traces to all frames."""
-    T, d1, d2 = Y.shape
-    Ab = _upsample_pixels(np.concatenate([A, b], axis=1), dims_d, (d1, d2), ssub)
+    T = Yr.shape[1]
+    Ab = _upsample_pixels(np.concatenate([A, b], axis=1), dims_d, dims, ssub)
     Ab = Ab * to_pixels(scale[None])[:, :1].astype(np.float64)
     W = np.concatenate([C, f], axis=0)
     reps = -(-T // max(W.shape[1], 1))
     W = np.repeat(W, reps, axis=1)[:, :T]
-    Yr = to_pixels(Y)
     W = hals_rows((Yr.T @ Ab.astype(np.float32)).T.astype(np.float64), Ab.T @ Ab, W,
                   sweeps=2)
     K = A.shape[1]

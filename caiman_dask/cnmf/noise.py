@@ -78,8 +78,19 @@ def get_noise_fft(y: np.ndarray, *, noise_range: tuple[float, float] = (0.25, 0.
     """
     if y.shape[-1] < 8:
         raise ParameterError(f"noise estimation needs at least 8 frames, got {y.shape[-1]}")
+    rows = _rows_per_block(min(y.shape[-1], max_num_samples_fft))
+    if y.ndim == 2 and y.shape[0] > rows:  # the spectra of a block of pixels at a time
+        return np.concatenate([get_noise_fft(y[i:i + rows], noise_range=noise_range,
+                                             noise_method=noise_method,
+                                             max_num_samples_fft=max_num_samples_fft)
+                               for i in range(0, y.shape[0], rows)])
     psd = power_spectrum(y, noise_range=noise_range, max_num_samples_fft=max_num_samples_fft)
     return mean_psd(psd, method=noise_method).astype(np.float64)
+
+
+def _rows_per_block(T: int, samples: int = 2**19) -> int:
+    """Traces whose spectra together hold about ``samples`` values (~8 MB complex)."""
+    return max(1, samples // T)
 
 
 def autocovariance(y: np.ndarray, *, max_lag: int) -> np.ndarray:

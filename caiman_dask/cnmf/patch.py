@@ -21,6 +21,7 @@ from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.spatial import (
     full_support,
     threshold_components,
+    to_frames,
     to_pixels,
     update_spatial_block,
 )
@@ -51,18 +52,19 @@ class PatchResult:
     dims: tuple[int, int]
 
 
-def _check_movie(Y: np.ndarray) -> np.ndarray:
+def _pixels(Y: np.ndarray) -> np.ndarray:
+    """The patch's float32 F-ordered pixel rows (one copy of any input dtype), checked."""
     if not isinstance(Y, np.ndarray) or Y.ndim != 3:
         raise MovieError(f"fit_patch needs a (T, d1, d2) array, got "
                          f"{getattr(Y, 'shape', type(Y).__name__)}")
     if Y.shape[0] < 8 or min(Y.shape[1:]) < 3:
         raise MovieError(f"patch of shape {Y.shape} is too small: need T >= 8 frames and "
                          "at least 3x3 pixels")
-    Y = np.asarray(Y, dtype=np.float32)
-    if not np.isfinite(Y).all():
+    Yr = to_pixels(np.asarray(Y), dtype=np.float32)
+    if not np.isfinite(Yr).all():
         raise MovieError("patch contains NaN or inf values; fill them (e.g. motion-correction "
                          "border_nan='copy') before CNMF")
-    return Y
+    return Yr
 
 
 def _projections(Yr: np.ndarray, Ab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,14 +135,14 @@ def fit_patch(Y: np.ndarray, params: CNMFParams, *, seed: int = 0) -> PatchResul
     PatchResult
     """
     del seed  # every step is deterministic
-    Y = _check_movie(Y)
+    Yr = _pixels(Y)
     dims = (int(Y.shape[1]), int(Y.shape[2]))
+    del Y  # the caller's array; from here on the frames are views of Yr
     validate_params(params.replace(patch={"rf": None}), dims)
-    Yr = to_pixels(Y)
     pre = params.preprocess
     sn = get_noise_fft(Yr, noise_range=pre.noise_range, noise_method=pre.noise_method,
                        max_num_samples_fft=pre.max_num_samples_fft)
-    init = initialize_components(Y, params)
+    init = initialize_components(to_frames(Yr, dims), params, Yr=Yr)
     if params.patch.only_init:
         return _only_init(Yr, init, sn, dims, params)
     A, b, C, f = init.A, init.b, init.C, init.f

@@ -26,6 +26,11 @@ def to_pixels(frames: np.ndarray, dtype: np.dtype | type | None = None) -> np.nd
     return out.reshape(n, d1 * d2).T
 
 
+def to_frames(Yr: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
+    """(d1*d2, n) F-ordered pixel rows -> (n, d1, d2) frames; a view of ``to_pixels``'s output."""
+    return Yr.T.reshape(-1, dims[1], dims[0]).transpose(0, 2, 1)
+
+
 def pixel_adjacency(dims: tuple[int, int]) -> sp.csr_matrix:
     """Sparse (npix, npix) 4-neighbourhood (plus self) of an F-ordered ``dims`` frame."""
     d1, d2 = dims

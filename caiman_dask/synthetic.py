@@ -13,8 +13,6 @@ import dataclasses
 import numpy as np
 import scipy.signal
 
-from caiman_dask.cnmf.spatial import to_frames  # noqa: F401 - synthetic movies' layout
-
 
 @dataclasses.dataclass(frozen=True)
 class SynthMovie:

@@ -16,6 +16,8 @@ from caiman_dask.layout import StoreLayout, human_bytes
 
 Pair = tuple[int, int]
 CORRECTED_DTYPE = "float32"
+#: float32 bytes of the frames a CNMF task reads at a time (:mod:`caiman_dask.cnmf.frames`).
+CNMF_BLOCK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,26 @@ def shard_shape(
     return None if shards == tuple(chunks) else shards
 
 
+def rechunked_shards(chunks: tuple[int, int, int], shape: tuple[int, ...], itemsize: int,
+                     max_bytes: int) -> tuple[int, ...] | None:
+    """Return the rechunked store's shard: whole frames over time chunks.
+
+    As many time chunks of whole frames (rounded up to chunks) as fit in ``max_bytes``,
+    up to the whole movie: a rechunk task then reads whole frames of ``corrected`` and
+    holds one shard. When one time chunk of whole frames does not fit, the frame is
+    split as :func:`shard_shape` does, over one time chunk. The time extent may pass the
+    movie's end. Returns ``None`` when the shard would be a single chunk.
+    """
+    t_chunk = chunks[0]
+    sides = tuple(math.ceil(n / c) * c for n, c in zip(shape[1:], chunks[1:], strict=True))
+    frame_bytes = itemsize * math.prod(sides)
+    k = min(math.ceil(shape[0] / t_chunk), max_bytes // max(t_chunk * frame_bytes, 1))
+    if k < 1:
+        return shard_shape(chunks, shape, t_chunk, itemsize, max_bytes)
+    shards = (k * t_chunk, *sides)
+    return None if shards == tuple(chunks) else shards
+
+
 @dataclass(frozen=True)
 class Budget:
     """What every layout of one plan shares.
@@ -172,12 +194,25 @@ class Budget:
         Inner chunk bytes ``(lower, upper)``.
     max_shard : int
         Upper bound of a shard's bytes.
+    patch_pixels : int
+        Pixels of the largest CNMF patch (0: unknown): the rechunked store's chunks span
+        at most the frames a patch task reads at a time (:func:`cnmf_block_frames`).
     """
 
     shape: tuple[int, int, int]
     block: int
     window: tuple[int, int]
     max_shard: int
+    patch_pixels: int = 0
+
+
+def cnmf_block_frames(n_pixels: int, *, multiple: int = 1,
+                      block_bytes: int = CNMF_BLOCK_BYTES) -> int:
+    """Frames of ``n_pixels`` float32 pixels in about ``block_bytes``: how many frames a
+    CNMF task reads at a time, and the cap on the rechunked chunks' time extent (so such
+    a read decodes only its own chunks). A multiple of ``multiple``, at least one."""
+    fit = max(1, block_bytes // max(4 * n_pixels, 1))
+    return max(multiple, fit - fit % multiple)
 
 
 def block_layout(budget: Budget, dtype: str, chunks: tuple[int, int, int]) -> StoreLayout:
@@ -193,11 +228,13 @@ def corrected_layouts(
     """Return ``(corrected, rechunked or None, notes)`` for patch chunks ``spatial``.
 
     The direct layout puts ``spatial`` chunks of at most one block in time into
-    ``corrected``. The rechunked layout spans the movie in time. ``rechunk=None``
-    takes the rechunk when the direct chunks are below the window's lower bound
-    and the rechunked ones are at least twice as large; then ``corrected``'s
-    chunks are the rechunked shards' columns so each rechunk task reads exactly
-    its own chunks.
+    ``corrected``. The rechunked layout's chunks span at most the frames a CNMF task
+    reads at a time; its shards are whole frames over such chunks
+    (:func:`rechunked_shards`).
+    ``rechunk=None`` takes the rechunk when the direct chunks are below the window's
+    lower bound and the rechunked ones are at least twice as large; then
+    ``corrected``'s chunks are the rechunked shards' columns so each rechunk task
+    reads exactly its own chunks.
     """
     itemsize = np.dtype(CORRECTED_DTYPE).itemsize
     area_bytes = spatial[0] * spatial[1] * itemsize
@@ -206,8 +243,14 @@ def corrected_layouts(
         budget, CORRECTED_DTYPE, (time_extent(budget.block, area_bytes, hi), *spatial)
     )
     t_full = time_extent(budget.shape[0], area_bytes, hi, multiple_of=budget.block)
-    chunks = (t_full, *spatial)
-    shards = shard_shape(chunks, budget.shape, t_full, itemsize, budget.max_shard)
+    t_chunk = t_full
+    if budget.patch_pixels:  # frames a patch task reads at a time, chunks of >= lo bytes
+        at_least = -(-lo // area_bytes)
+        at_least = -(-at_least // budget.block) * budget.block
+        cap = cnmf_block_frames(budget.patch_pixels, multiple=budget.block)
+        t_chunk = min(t_full, max(cap, at_least))
+    chunks = (t_chunk, *spatial)
+    shards = rechunked_shards(chunks, budget.shape, itemsize, budget.max_shard)
     rech = StoreLayout(budget.shape, CORRECTED_DTYPE, chunks, shards)
     small = direct.chunk_bytes < lo
     use = rechunk if rechunk is not None else small and rech.chunk_bytes >= 2 * direct.chunk_bytes

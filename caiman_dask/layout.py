@@ -89,8 +89,10 @@ class StoreLayout:
 
     @property
     def shard_bytes(self) -> int:
-        """Bytes of one full file (shard, or chunk when unsharded), decoded."""
-        return math.prod(self.write_unit) * self.itemsize
+        """Bytes of one full file (shard, or chunk when unsharded), decoded; a shard that
+        passes the end of the array holds only the array's extent."""
+        return math.prod(min(u, n) for u, n in zip(self.write_unit, self.shape,
+                                                    strict=True)) * self.itemsize
 
     @property
     def nbytes(self) -> int:

@@ -14,9 +14,13 @@ Pure arithmetic (no dask, no zarr). Three stores and their access patterns:
   spatial chunks that nearly align with the patch step ``2*rf - stride`` (11x11
   px for rf=25, stride=6). Inside one block such chunks are tiny (100 x 11 x 11
   float32 = 47 KiB). When they fall below the window's lower bound and spanning
-  the whole movie in time makes them at least twice as large, the plan adds
-  ``rechunked`` (3000 x 11 x 11 float32 = 1.4 MiB) and says so in its notes: one
-  rechunk pass, one task per ``rechunked`` shard, copies ``corrected`` into it.
+  more of the movie in time makes them at least twice as large, the plan adds
+  ``rechunked`` and says so in its notes: one rechunk pass, one task per
+  ``rechunked`` shard, copies ``corrected`` into it. Its chunks span as many frames
+  as a patch task reads at a time (``cnmf_block_frames`` of the largest patch, at
+  least the window's lower bound: 2200 x 11 x 11 float32 = 1.0 MiB), so the memory
+  of patch tasks, which read a block of frames at a time, does not grow with the
+  movie's length; its shards are whole frames over such chunks.
   ``corrected``'s chunks are then exactly those shards' columns, so the pass
   reads each byte once. Otherwise (or with ``rechunk=False``) CNMF reads
   ``corrected`` directly. ``benchmarks/plan_report.py --measure`` times both.
@@ -87,8 +91,9 @@ __all__ = [
 MIB = 1 << 20
 #: Default (lower, upper) bounds of an inner chunk's decoded bytes.
 DEFAULT_CHUNK_BYTES: tuple[int, int] = (1 * MIB, 16 * MIB)
-#: Default upper bound of one shard (file); also bounds a rechunk task's memory.
-DEFAULT_MAX_SHARD_BYTES: int = 256 * MIB
+#: Default upper bound of one shard (file). A task writes whole shards and a rechunk task
+#: holds one decoded and encoded, so this also bounds a rechunk task's memory (about 3x).
+DEFAULT_MAX_SHARD_BYTES: int = 128 * MIB
 FORMAT_VERSION = 1
 
 
@@ -310,7 +315,8 @@ def plan_chunks(
     as_pair(overlaps, "motion.overlaps", minimum=0)
     blocks = plan_time_blocks(T, num_frames_split=num_frames_split)
     length = blocks[0][1] - blocks[0][0]
-    budget = Budget((T, Y, X), length, window, max_shard_bytes)
+    patch_pixels = max(s.stop - s.start for s in ys) * max(s.stop - s.start for s in xs)
+    budget = Budget((T, Y, X), length, window, max_shard_bytes, patch_pixels)
     raw = block_layout(budget, dt.name, frame_chunks((Y, X), dt.itemsize, length, window[1]))
     spatial, amp = best_spatial_chunk(
         axis_amplification(ys, Y, max_amplification=max_amplification),

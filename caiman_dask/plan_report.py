@@ -11,11 +11,14 @@ Memory estimates per task (bytes):
   and of all tiles, and two float32 remap fields for pw-rigid.
 - Rechunk task: the ``corrected`` column it reads + the ``rechunked`` shard it
   encodes (2x the shard's float32 bytes).
-- CNMF patch: the decoded chunks it reads + ``PATCH_WORK_COPIES`` float32 copies
-  of the ``T x h x w`` patch: the pixel-major movie the fit works on (a copy of
-  the read array), the residual ``Y - A C - b f`` of the initialisation and the
-  updates, and the Gaussian-filtered movie of greedy initialisation. The
-  ``K x T`` traces and sparse footprints are small beside these.
+- CNMF patch (read a block of frames at a time, :mod:`caiman_dask.cnmf.frames`): the
+  largest of its phases, none of which grows with ``T`` past a cap: the updates (the
+  decoded chunks of one block and its float32 pixel rows), the noise estimate (float32
+  pixel rows of at most ``NOISE_FRAMES`` frames and ``NOISE_EXTRA`` of spectra) and the
+  initialisation (``INIT_COPIES`` float32 copies of the movie averaged into at most
+  ``init.max_init_frames`` frames — the data, its residual and its Gaussian-filtered
+  copy — and ``INIT_EXTRA`` of float64 energy blocks). The ``K x T`` traces and sparse
+  footprints are small beside these.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from caiman_dask.chunking import cnmf_block_frames
+from caiman_dask.cnmf.param_groups import InitParams
 from caiman_dask.errors import ChunkAlignmentError
 from caiman_dask.geometry import Tile, patch_axes
 from caiman_dask.layout import (
@@ -41,9 +46,14 @@ from caiman_dask.layout import (
 if TYPE_CHECKING:
     from caiman_dask.plan import ChunkPlan
 
-#: Float32 patch-sized arrays a CNMF patch task holds at its peak besides the decoded
-#: chunks (measured with tracemalloc: 8.0x the float32 patch over T and rf; docs/performance.md).
-PATCH_WORK_COPIES = 8
+#: A CNMF patch task's initialisation: float32 copies of its averaged movie, and bytes of
+#: float64 energy blocks (measured with tracemalloc; docs/performance.md).
+INIT_COPIES = 3
+INIT_EXTRA = 16 << 20
+#: Frames the noise estimate reads at most (CaImAn's ``max_num_samples_fft``), and
+#: bytes of its spectra.
+NOISE_FRAMES = 3072
+NOISE_EXTRA = 10 << 20
 #: Complex64 whole-frame-sized spectra an MC task holds per frame (whole frame and tiles).
 MC_FFT_SPECTRA = 4
 #: Evenly spaced frames the MC driver reads for the initial template (CaImAn uses ~50).
@@ -117,9 +127,15 @@ def mc_block_memory(n_frames: int, frame: tuple[int, int], itemsize: int,
     return blocks + MC_FFT_SPECTRA * 8 * (pixels + tile_pixels) + 2 * 4 * pixels
 
 
-def patch_memory(bytes_read: int, n_frames: int, shape: tuple[int, int]) -> int:
-    """Estimate a CNMF patch task's memory (see module docstring)."""
-    return bytes_read + PATCH_WORK_COPIES * n_frames * shape[0] * shape[1] * 4
+def patch_memory(bytes_read: int, n_frames: int, shape: tuple[int, int], t_chunk: int) -> int:
+    """Estimate a CNMF patch task's memory (see module docstring) from the bytes it
+    reads in all and the store's time chunk."""
+    pixels = shape[0] * shape[1]
+    block = min(cnmf_block_frames(pixels, multiple=t_chunk), n_frames)
+    updates = bytes_read * block // max(n_frames, 1) + 4 * pixels * block
+    noise = 4 * pixels * min(n_frames, NOISE_FRAMES) + NOISE_EXTRA
+    init_frames = min(n_frames, InitParams().max_init_frames or n_frames)
+    return max(updates, noise, INIT_COPIES * 4 * pixels * init_frames + INIT_EXTRA)
 
 
 @dataclass(frozen=True)
@@ -252,7 +268,8 @@ def _patch_stats(plan: ChunkPlan) -> AccessStats:
     T = layout.shape[0]
     patches = plan.patches()
     costs = [read_amplification(layout, (slice(0, T), p.y, p.x)) for p in patches]
-    mem = [patch_memory(c.bytes_read, T, p.shape) for c, p in zip(costs, patches, strict=True)]
+    mem = [patch_memory(c.bytes_read, T, p.shape, layout.chunks[0])
+           for c, p in zip(costs, patches, strict=True)]
     name = "rechunked" if plan.rechunked is not None else "corrected"
     return _summarise("CNMF patch read", name, costs, mem)
 

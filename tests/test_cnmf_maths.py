@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -248,20 +250,21 @@ def test_greedy_energy_is_bit_identical_to_reference(rolling_length: int) -> Non
 
 
 @pytest.mark.parametrize(("ssub", "tsub"), [(1, 1), (2, 3), (3, 2)])
-def test_scaled_downsample_in_time_chunks_equals_the_whole_movie(ssub: int, tsub: int) -> None:
+def test_scaled_downsample_in_blocks_equals_the_whole_movie(ssub: int, tsub: int) -> None:
+    from caiman_dask.cnmf.frames import as_source
     from caiman_dask.cnmf.initialization import _downsample, _scaled_downsample
-    from caiman_dask.cnmf.spatial import to_frames, to_pixels
+    from caiman_dask.cnmf.spatial import to_pixels
 
     rng = np.random.default_rng(5)
     Y = rng.gamma(2.0, 50.0, size=(101, 11, 7)).astype(np.float32)
     scale = rng.uniform(0.5, 2.0, size=(11, 7)).astype(np.float32)
     whole = _downsample(Y / scale, ssub, tsub).astype(np.float32)
-    view = to_frames(to_pixels(Y, dtype=np.float32), (11, 7))  # fit_patch's frames
-    for frames in (1, 4, 1024):
-        np.testing.assert_array_equal(_scaled_downsample(Y, scale, ssub, tsub, frames=frames),
-                                      whole)
-        np.testing.assert_array_equal(_scaled_downsample(view, scale, ssub, tsub,
-                                                         frames=frames), whole)
+    for frames in (1, 4, 7, 1024):  # blocks start at multiples of tsub whatever their size
+        np.testing.assert_array_equal(
+            _scaled_downsample(as_source(Y, block_frames=frames), scale, ssub, tsub), whole)
+        rows = as_source(to_pixels(Y, dtype=np.float32), block_frames=frames)
+        rows = dataclasses.replace(rows, dims=(11, 7))  # pixel rows of an (11, 7) frame
+        np.testing.assert_array_equal(_scaled_downsample(rows, scale, ssub, tsub), whole)
 
 
 def test_noise_of_many_pixels_is_computed_in_blocks_with_the_same_values() -> None:

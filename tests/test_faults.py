@@ -285,12 +285,15 @@ def test_scheduler_killed_fails_fast_and_the_rerun_resumes(job, process_cluster,
 
 @pytest.mark.timeout(200)
 def test_oversized_patch_fails_clearly_after_bounded_retries(tmp_path) -> None:
-    frames = np.random.default_rng(0).poisson(20, (1500, 96, 96)).astype(np.uint16)
+    frames = np.random.default_rng(0).poisson(20, (4000, 96, 96)).astype(np.uint16)
     store = str(tmp_path / "big.zarr")
     np.save(tmp_path / "big.npy", frames)
     to_zarr(str(tmp_path / "big.npy"), store, rf=20, stride=8)
     params = json.loads(json.dumps(PARAMS))
     params["patch"] = {"rf": None, "only_init": True}  # the whole frame is one patch
+    # patches are read a block of frames at a time: only an unbounded initialisation on
+    # all 4000 frames (4 float32 copies of 147 MB) outgrows the worker
+    params.setdefault("init", {})["max_init_frames"] = None
     config = {"distributed.scheduler.allowed-failures": 1,
               "caiman-dask.cluster.allowed-failures": 1}
     with dask.config.set(config):

@@ -51,6 +51,10 @@ def _check_init(params: Any, dims: tuple[int, int]) -> None:
     _require(init.nb >= 0, "init.nb", init.nb, "must be >= 0")
     _require(init.method_init == "greedy_roi", "init.method_init", init.method_init,
              "the built-in engine implements 'greedy_roi' only; use the CaImAn engine")
+    _require(init.max_init_frames is None or (isinstance(init.max_init_frames, int)
+                                              and init.max_init_frames >= 8),
+             "init.max_init_frames", init.max_init_frames,
+             "must be None (no limit) or an integer >= 8")
     for name in ("ssub", "tsub", "nIter", "rolling_length"):
         value = getattr(init, name)
         _require(isinstance(value, int) and value >= 1, f"init.{name}", value,

@@ -25,14 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 
 from caiman_dask import config
 from caiman_dask.cnmf._validate import validate_params
 from caiman_dask.cnmf.driver_finish import estimates_of, refine_and_evaluate
 from caiman_dask.cnmf.driver_refine import evaluate_pass, one_blas_thread, pixel_blocks
-from caiman_dask.cnmf.driver_source import cnmf_plan, prepare_source
+from caiman_dask.cnmf.driver_source import RegionFrames, cnmf_plan, prepare_source
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.patch import PatchResult
 from caiman_dask.engines import DEFAULT_ENGINE, get_engine
@@ -106,12 +105,11 @@ class CNMFResult:
 
 @one_blas_thread
 def fit_patch_task(item: tuple[PatchTask, CNMFParams]) -> PatchDone:
-    """Task: read one patch (all frames) from the store and run CNMF on it."""
+    """Task: run CNMF on one patch, read from the store a block of frames at a time."""
     task, params = item
     start = time.perf_counter()
-    # stored dtype: the engine makes its float32 copy, which it can free after initialising
-    frames = np.asarray(task.source.open()[:, task.y, task.x])
     try:
+        frames = RegionFrames(task.source, task.y, task.x)
         result = get_engine(task.engine).fit_patch(frames, params)
     except Exception as exc:
         exc.add_note(f"caiman-dask: CNMF patch {task.index} (rows {task.y.start}:{task.y.stop},"
@@ -248,8 +246,7 @@ def _fit(run: _Run, *, view: BaseView, work_dir: str, done: Mapping[int, PatchRe
     timings["patches"] = time.perf_counter() - start
     ordered = [results[p.index] for p in patches]
     origins = [(p.y.start, p.x.start) for p in patches]
-    x_chunk = int(ref.open().chunks[2])
-    blocks = pixel_blocks(ref, tuple(shape), x_chunk)
+    blocks = pixel_blocks(ref, tuple(shape), tuple(ref.open().chunks))
     final = refine_and_evaluate(ordered, origins, blocks, params, view, timings)
     return CNMFResult(estimates=estimates_of(final, (shape[1], shape[2])), params=params,
                       source=source, patches=tuple(patches),
@@ -290,7 +287,7 @@ def evaluate_estimates(store: str, estimates: Estimates, *,
     source = prepare_source(store, cnmf_plan(movie, params), view=view, work_dir=work_dir,
                             storage_options=storage_options)
     ref = ArrayRef(source, storage_options)
-    blocks = pixel_blocks(ref, tuple(movie.shape), int(ref.open().chunks[2]))
+    blocks = pixel_blocks(ref, tuple(movie.shape), tuple(ref.open().chunks))
     e = estimates
     ev = evaluate_pass(blocks, sp.csc_matrix(e.A), e.b, e.C, e.f, e.YrA, params, view)
     return dataclasses.replace(e, idx_components=ev.idx_components,

@@ -2,8 +2,9 @@
 
 A pixel block is a band of whole columns ``[x0, x1)`` of the frame: in CaImAn's F-order
 pixel numbering that is the contiguous rows ``d1*x0 .. d1*x1`` of ``Yr``. Each task
-opens the zarr store itself and reads only its band (all frames); the client holds the
-factors, never the movie. Block results are combined in increasing block order
+opens the zarr store itself and reads only its band, a block of frames at a time
+(:class:`~caiman_dask.cnmf.driver_source.RegionFrames`); the client holds the factors,
+never the movie. Block results are combined in increasing block order
 (:mod:`caiman_dask.cnmf.refine` explains what is summed), so results do not depend on
 the number of workers or on the order in which tasks finish.
 """
@@ -20,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from caiman_dask.cnmf.driver_source import RegionFrames
 from caiman_dask.cnmf.evaluate import (
     Evaluation,
     activity_matrix,
@@ -39,13 +41,13 @@ from caiman_dask.cnmf.refine import (
     spatial_block,
     temporal_update,
 )
-from caiman_dask.cnmf.spatial import full_support, to_pixels
+from caiman_dask.cnmf.spatial import full_support
 from caiman_dask.cnmf.temporal import TemporalResult
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.progress import Progress
 from caiman_dask.view.base import BaseView
 
-#: Decoded float32 bytes of one pixel block (all frames); bounds a task's movie memory.
+#: Decoded float32 bytes of one band over one time chunk of the store (sets band widths).
 BLOCK_BYTES = 64 << 20
 #: At least this many blocks when the frame has enough columns (parallelism).
 MIN_BLOCKS = 4
@@ -79,9 +81,9 @@ class PixelBlock:
     stop: int
     source: ArrayRef
 
-    def read(self) -> np.ndarray:
-        """``Yr`` rows of this block: (npix_block, T) float32."""
-        return to_pixels(self.source.open()[:, :, self.x0:self.x1], dtype=np.float32)
+    def frames(self) -> RegionFrames:
+        """This band of the store as a frame source (opens the store)."""
+        return RegionFrames(self.source, slice(None), slice(self.x0, self.x1))
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,13 @@ class Factors:
     f: np.ndarray
 
 
-def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], x_chunk: int, *,
+def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], chunks: tuple[int, ...], *,
                  block_bytes: int = BLOCK_BYTES) -> list[PixelBlock]:
-    """Column bands of about ``block_bytes``, aligned to the store's column chunks."""
+    """Column bands of about ``block_bytes`` per time chunk, aligned to the store's column
+    chunks (widths do not depend on the movie's length)."""
     T, d1, d2 = shape
-    column = max(T * d1 * 4, 1)
+    x_chunk = int(chunks[2])
+    column = max(min(T, int(chunks[0])) * d1 * 4, 1)
     cols = max(1, block_bytes // column)
     cols = min(cols, max(1, math.ceil(d2 / MIN_BLOCKS)))
     if cols < x_chunk and x_chunk * column <= MAX_CHUNK_OVERSHOOT * block_bytes:
@@ -107,7 +111,7 @@ def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], x_chunk: int, *,
         cols -= cols % x_chunk
     edges = list(range(0, d2, cols)) + [d2]
     return [PixelBlock(i, a, b, d1 * a, d1 * b, source)
-            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+            for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
 
 @one_blas_thread
@@ -115,14 +119,14 @@ def spatial_task(item: tuple[PixelBlock, np.ndarray, sp.csc_matrix, sp.csc_matri
                  ) -> tuple[int, sp.csc_matrix]:
     """Task: new ``[A, b]`` rows of one block."""
     block, W, Ab_rows, mask_rows = item
-    return block.index, sp.csc_matrix(spatial_block(block.read(), Ab_rows, mask_rows, W))
+    return block.index, sp.csc_matrix(spatial_block(block.frames(), Ab_rows, mask_rows, W))
 
 
 @one_blas_thread
 def products_task(item: tuple[PixelBlock, sp.csc_matrix]) -> tuple[int, Products]:
     """Task: ``Ab.T @ Yr`` and ``Ab.T @ Ab`` of one block."""
     block, Ab_rows = item
-    return block.index, block_products(block.read(), Ab_rows)
+    return block.index, block_products(block.frames(), Ab_rows)
 
 
 @one_blas_thread
@@ -130,7 +134,7 @@ def evaluation_task(item: tuple[PixelBlock, sp.csc_matrix, sp.csc_matrix, np.nda
                                 np.ndarray]) -> tuple[int, sp.csc_matrix]:
     """Task: ``(Yr - b f) @ M`` of one block, kept on the footprints' supports."""
     block, M, A_rows, b_rows, fM = item
-    YM = evaluation_block(block.read(), M) - b_rows @ fM
+    YM = evaluation_block(block.frames(), M) - b_rows @ fM
     return block.index, on_support(YM, A_rows)
 
 

@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from caiman_dask.chunking import cnmf_block_frames
 from caiman_dask.cnmf.params import CNMFParams
+from caiman_dask.cnmf.spatial import to_pixels
 from caiman_dask.errors import MovieError
 from caiman_dask.layout import StoreLayout
 from caiman_dask.movie.model import Movie
 from caiman_dask.movie.rechunk import read_cost, rechunk_store, source_layout
+from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.movie.store import check_disk_full
 from caiman_dask.movie.zarrio import store_attrs
 from caiman_dask.plan import ChunkPlan, plan_chunks
@@ -107,3 +110,32 @@ def prepare_source(store: str, plan: ChunkPlan, *, view: BaseView, work_dir: str
                        storage_options=storage_options, label="rechunk (time blocks)")
     return _copy(source, posixpath.join(base, "cnmf-rechunked.zarr"), want, view=view,
                  storage_options=storage_options, label="rechunk")
+
+
+class RegionFrames:
+    """A :class:`~caiman_dask.cnmf.frames.FrameSource` over rows ``y`` and columns ``x`` of
+    a store (all frames), opened in the task that reads it.
+
+    Blocks are whole time chunks of the store (about ``CNMF_BLOCK_BYTES`` of float32
+    pixels, at least one chunk), so no chunk is decoded for two blocks. The last block
+    read is kept: a region of a single block is read once however many passes the
+    maths makes over it.
+    """
+
+    def __init__(self, ref: ArrayRef, y: slice, x: slice) -> None:
+        self._array = ref.open()
+        T, d1, d2 = (int(n) for n in self._array.shape)
+        self._y, self._x = slice(*y.indices(d1)), slice(*x.indices(d2))
+        self.dims = (self._y.stop - self._y.start, self._x.stop - self._x.start)
+        self.n_frames = T
+        self.block_frames = cnmf_block_frames(self.dims[0] * self.dims[1],
+                                              multiple=int(self._array.chunks[0]))
+        self._last: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        """Frames ``t0 .. t1 - 1`` of the region as float32 F-ordered pixel rows."""
+        if self._last is None or self._last[0] != (t0, t1):
+            self._last = None  # free the previous block before reading the next
+            rows = to_pixels(self._array[t0:t1, self._y, self._x], dtype=np.float32)
+            self._last = ((t0, t1), rows)
+        return self._last[1]

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import log_ndtr, ndtri_exp
 
+from caiman_dask.cnmf.frames import FrameSource, as_source, correlate
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.errors import ParameterError
 
@@ -124,9 +125,12 @@ def activity_matrix(C: np.ndarray, A: sp.spmatrix | np.ndarray, *, n_peaks: int 
     return sp.csc_matrix((clean / counts[:, None]).T)
 
 
-def evaluation_block(Y_block: np.ndarray, M: sp.spmatrix) -> np.ndarray:
-    """``Y_block @ M`` (npix_block, K): one pixel block's mean active frame per component."""
-    return np.asarray(sp.csc_matrix(M).T @ np.asarray(Y_block, dtype=np.float64).T).T
+def evaluation_block(Y_block: np.ndarray | FrameSource, M: sp.spmatrix) -> np.ndarray:
+    """``Y_block @ M`` (npix_block, K): one pixel block's mean active frame per component.
+
+    ``Y_block`` is (npix_block, T) rows or a source read a block of frames at a time.
+    """
+    return correlate(as_source(Y_block), sp.csc_matrix(M).T)
 
 
 def on_support(YM_block: np.ndarray, A_block: sp.spmatrix | np.ndarray) -> sp.csc_matrix:

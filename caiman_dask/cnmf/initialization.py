@@ -1,12 +1,14 @@
 """Greedy ROI initialisation (CaImAn's ``method_init='greedy_roi'``) and background init.
 
-The movie is taken as ``Y`` (T, d1, d2). Steps: subtract each pixel's temporal median;
-optionally divide by each pixel's noise level (``normalize_init``) so that the search
-favours signal-to-noise rather than brightness; optionally average ``ssub`` x ``ssub``
-pixels and ``tsub`` frames; Gaussian-filter every frame with ``gSig``; then ``K`` times
-pick the pixel whose filtered trace has the most energy (the largest rolling sum over
-``rolling_length`` frames with ``rolling_sum``), fit a rank-1 non-negative model of the
-data in the ``gSiz`` window around it, subtract it and refresh the filtered residual
+The movie is read a block of frames at a time (:mod:`~caiman_dask.cnmf.frames`).
+Steps: subtract each pixel's temporal median; optionally divide by each pixel's noise
+level (``normalize_init``) so that the search favours signal-to-noise rather than
+brightness; optionally average ``ssub`` x ``ssub`` pixels and ``tsub`` frames (more
+frames on a movie longer than ``max_init_frames`` averaged frames, so the search's memory
+does not grow with the length); Gaussian-filter every frame with ``gSig``; then ``K``
+times pick the pixel whose filtered trace has the most energy (the largest rolling sum
+over ``rolling_length`` frames with ``rolling_sum``), fit a rank-1 non-negative model of
+the data in the ``gSiz`` window around it, subtract it and refresh the filtered residual
 nearby. The background is a rank-``nb`` NMF of the residual plus median. A few HALS
 sweeps refine everything before footprints are brought back to full resolution.
 """
@@ -20,9 +22,17 @@ import scipy.ndimage
 import scipy.sparse as sp
 
 from caiman_dask.cnmf.background import hals_rows, nmf_factors
+from caiman_dask.cnmf.frames import (
+    FrameSource,
+    as_source,
+    project,
+    read_rows,
+    sampled_rows,
+    time_chunks,
+)
 from caiman_dask.cnmf.noise import get_noise_fft
 from caiman_dask.cnmf.params import CNMFParams
-from caiman_dask.cnmf.spatial import hals_spatial, support_mask, to_pixels
+from caiman_dask.cnmf.spatial import hals_spatial, support_mask, to_frames, to_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,19 +130,28 @@ def _greedy(R: np.ndarray, K: int, sig: tuple[float, float], half: tuple[int, in
     return A[:found], C[:found], centers[:found]
 
 
-def _scaled_downsample(Y: np.ndarray, scale: np.ndarray, ssub: int, tsub: int, *,
-                       frames: int = 1024) -> np.ndarray:
-    """``_downsample(Y / scale, ssub, tsub)`` as float32, ``frames * tsub`` frames at a time.
+def _scaled_downsample(source: FrameSource, scale: np.ndarray, ssub: int,
+                       tsub: int) -> np.ndarray:
+    """``_downsample(Y / scale, ssub, tsub)`` as float32, read a block of frames at a time.
 
-    The same values as dividing the whole movie first, without its float32 copy.
+    The same values as dividing the whole movie first, without holding it.
     """
-    T, d1, d2 = Y.shape
-    step = frames * tsub
+    T, (d1, d2) = source.n_frames, source.dims
     out = np.empty((-(-T // tsub), -(-d1 // ssub), -(-d2 // ssub)), dtype=np.float32)
-    for t in range(0, T, step):
-        scaled = np.divide(Y[t:t + step], scale, order="C")  # Y may be a view of pixel rows
-        out[t // tsub:(t + step) // tsub] = _downsample(scaled, ssub, tsub)
+    for t0, t1 in time_chunks(source, tsub):
+        frames = np.empty((t1 - t0, d1, d2), dtype=np.float32)  # one copy, in frame order
+        frames[...] = to_frames(read_rows(source, t0, t1), (d1, d2))
+        frames /= scale
+        out[t0 // tsub:-(-t1 // tsub)] = _downsample(frames, ssub, tsub)
     return out
+
+
+def init_tsub(n_frames: int, tsub: int, max_frames: int | None) -> int:
+    """Temporal downsampling of the initialisation: ``tsub``, or more so that at most
+    ``max_frames`` averaged frames are searched (None: no limit)."""
+    if max_frames is None or -(-n_frames // tsub) <= max_frames:
+        return tsub
+    return -(-n_frames // max(int(max_frames), 1))
 
 
 def _downsample(Y: np.ndarray, ssub: int, tsub: int) -> np.ndarray:
@@ -169,19 +188,16 @@ def _upsample_pixels(M: np.ndarray, dims_d: tuple[int, int], dims: tuple[int, in
     return to_pixels(imgs)
 
 
-def initialize_components(Y: np.ndarray, params: CNMFParams, *,
-                          Yr: np.ndarray | None = None) -> InitResult:
+def initialize_components(data: np.ndarray | FrameSource, params: CNMFParams) -> InitResult:
     """Greedy ROI initialisation of ``params.init.K`` components and ``nb`` backgrounds.
 
     Parameters
     ----------
-    Y : ndarray, shape (T, d1, d2)
-        Movie (float32 preferred).
+    data : ndarray, shape (T, d1, d2), or FrameSource
+        The movie (read a block of frames at a time).
     params : CNMFParams
         Uses the ``init`` group (K, gSig, gSiz, nb, ssub, tsub, nIter, normalize_init,
-        rolling_sum, rolling_length).
-    Yr : ndarray, shape (d1*d2, T), optional
-        ``to_pixels(Y)`` when the caller holds it already (saves a copy of the movie).
+        rolling_sum, rolling_length, max_init_frames: see :func:`init_tsub`).
 
     Returns
     -------
@@ -189,19 +205,20 @@ def initialize_components(Y: np.ndarray, params: CNMFParams, *,
         Footprints and background in data units, F-ordered pixels.
     """
     init = params.init
-    T, d1, d2 = Y.shape
-    Yr = to_pixels(Y) if Yr is None else Yr
+    source = as_source(data)
+    (d1, d2), T = source.dims, source.n_frames
     scale = np.ones((d1, d2), dtype=np.float32)
     if init.normalize_init:
-        sn = get_noise_fft(Yr.astype(np.float32, copy=False))
+        sn = get_noise_fft(sampled_rows(source, 3072))
         scale = np.maximum(sn, 1e-6 * max(float(sn.max()), 1e-12)).reshape(d2, d1).T
         scale = scale.astype(np.float32)
-    X = _scaled_downsample(Y, scale, init.ssub, init.tsub)
+    tsub = init_tsub(T, init.tsub, init.max_init_frames)
+    X = _scaled_downsample(source, scale, init.ssub, tsub)
     med = np.median(X, axis=0)
     R = X - med
     sig = tuple(g / init.ssub for g in init.gSig)
     half = tuple(max(int(round((w // 2) / init.ssub)), 1) for w in init.window())
-    rolling = init.rolling_length // init.tsub if init.rolling_sum else None
+    rolling = init.rolling_length // tsub if init.rolling_sum else None
     A_img, C, centers = _greedy(R, init.K, sig, half, n_iter=init.nIter,
                                 rolling_length=max(rolling, 1) if rolling else None)
     dims_d = X.shape[1:]
@@ -212,21 +229,32 @@ def initialize_components(Y: np.ndarray, params: CNMFParams, *,
     del resid
     A, C, b, f = _refine(to_pixels(X, dtype=np.float64), to_pixels(A_img), C, b, f, dims_d,
                          iters=2)
-    return _full_resolution(Yr, (d1, d2), A, b, C, f, scale, dims_d, init.ssub,
-                            centers * init.ssub + init.ssub // 2)
+    del X
+    low = _LowResolution(A=A, b=b, C=C, f=f, dims=dims_d, ssub=init.ssub, tsub=tsub)
+    return _full_resolution(source, low, scale, centers * init.ssub + init.ssub // 2)
 
 
-def _full_resolution(Yr: np.ndarray, dims: tuple[int, int], A: np.ndarray, b: np.ndarray,
-                     C: np.ndarray, f: np.ndarray, scale: np.ndarray, dims_d: tuple[int, int],
-                     ssub: int, centers: np.ndarray) -> InitResult:
+@dataclasses.dataclass(frozen=True)
+class _LowResolution:
+    """The search's factors on ``ssub``-binned pixels and ``tsub``-averaged frames."""
+
+    A: np.ndarray
+    b: np.ndarray
+    C: np.ndarray
+    f: np.ndarray
+    dims: tuple[int, int]
+    ssub: int
+    tsub: int
+
+
+def _full_resolution(source: FrameSource, low: _LowResolution, scale: np.ndarray,
+                     centers: np.ndarray) -> InitResult:
     """Bring footprints to full resolution and data units; traces to all frames."""
-    T = Yr.shape[1]
-    Ab = _upsample_pixels(np.concatenate([A, b], axis=1), dims_d, dims, ssub)
+    Ab = _upsample_pixels(np.concatenate([low.A, low.b], axis=1), low.dims, source.dims,
+                          low.ssub)
     Ab = Ab * to_pixels(scale[None])[:, :1].astype(np.float64)
-    W = np.concatenate([C, f], axis=0)
-    reps = -(-T // max(W.shape[1], 1))
-    W = np.repeat(W, reps, axis=1)[:, :T]
-    W = hals_rows((Yr.T @ Ab.astype(np.float32)).T.astype(np.float64), Ab.T @ Ab, W,
-                  sweeps=2)
-    K = A.shape[1]
+    W = np.concatenate([low.C, low.f], axis=0)
+    W = np.repeat(W, low.tsub, axis=1)[:, :source.n_frames]
+    W = hals_rows(project(source, Ab), Ab.T @ Ab, W, sweeps=2)
+    K = low.A.shape[1]
     return InitResult(A=Ab[:, :K], C=W[:K], b=Ab[:, K:], f=W[K:], centers=centers)

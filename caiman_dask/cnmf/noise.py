@@ -13,14 +13,21 @@ from caiman_dask.errors import ParameterError
 NOISE_METHODS = ("mean", "median", "logmexp")
 
 
-def _subsample_time(y: np.ndarray, max_samples: int) -> np.ndarray:
-    """Keep three evenly spread stretches of ``max_samples // 3`` frames (CaImAn's rule)."""
-    T = y.shape[-1]
+def sample_stretches(T: int, max_samples: int) -> list[tuple[int, int]]:
+    """Frame ranges the noise estimate reads: all ``T`` frames, or (CaImAn's rule) three
+    evenly spread stretches of ``max_samples // 3`` frames when ``T > max_samples``."""
     if T <= max_samples:
-        return y
+        return [(0, T)]
     n = max_samples // 3
-    starts = (0, T // 2 - n // 2, T - n)
-    return np.concatenate([y[..., s:s + n] for s in starts], axis=-1)
+    return [(s, s + n) for s in (0, T // 2 - n // 2, T - n)]
+
+
+def _subsample_time(y: np.ndarray, max_samples: int) -> np.ndarray:
+    """The frames of :func:`sample_stretches` (time last)."""
+    parts = sample_stretches(y.shape[-1], max_samples)
+    if len(parts) == 1:
+        return y
+    return np.concatenate([y[..., a:b] for a, b in parts], axis=-1)
 
 
 def power_spectrum(y: np.ndarray, *, noise_range: tuple[float, float] = (0.25, 0.5),

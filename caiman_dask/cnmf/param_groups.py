@@ -111,12 +111,17 @@ class InitParams:
     greedyroi_nmf_init_method: str = "nndsvdar"
     greedyroi_nmf_max_iter: int = 200
     snmf_l1_ratio: float = 0.0
+    max_init_frames: int | None = 2000
     UNUSED = ("center_psf", "SC_kernel", "SC_sigma", "SC_thr", "SC_normalize", "SC_use_NN",
               "SC_nnn", "alpha_snmf", "gSig_filt", "init_iter", "kernel", "lambda_gnmf",
               "maxIter", "max_iter_snmf", "min_corr", "min_pnr", "options_local_NMF",
               "perc_baseline_snmf", "ring_size_factor", "seed_method", "sigma_smooth_snmf",
               "ssub_B", "greedyroi_nmf_init_method", "greedyroi_nmf_max_iter",
               "snmf_l1_ratio")
+    #: ``max_init_frames`` is a caiman-dask extension (CaImAn has no such key): the greedy
+    #: search sees at most this many time-averaged frames, so on a long movie it averages
+    #: more than ``tsub`` frames and its memory stops growing with the length (the traces
+    #: are then fitted on every frame). None: ``tsub`` as given, whatever the length.
 
     def window(self) -> tuple[int, int]:
         """Return the odd search window ``gSiz`` (CaImAn default ``2*gSig + 1``)."""

@@ -14,17 +14,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from caiman_dask.cnmf._validate import validate_params
+from caiman_dask.cnmf.frames import FrameSource, as_source, correlate, project, sampled_rows
 from caiman_dask.cnmf.initialization import initialize_components
 from caiman_dask.cnmf.merge import merge_components
 from caiman_dask.cnmf.noise import get_noise_fft
 from caiman_dask.cnmf.params import CNMFParams
-from caiman_dask.cnmf.spatial import (
-    full_support,
-    threshold_components,
-    to_frames,
-    to_pixels,
-    update_spatial_block,
-)
+from caiman_dask.cnmf.spatial import full_support, hals_spatial, threshold_components
 from caiman_dask.cnmf.temporal import TemporalResult, update_temporal
 from caiman_dask.errors import MovieError
 
@@ -52,37 +47,30 @@ class PatchResult:
     dims: tuple[int, int]
 
 
-def _pixels(Y: np.ndarray) -> np.ndarray:
-    """The patch's float32 F-ordered pixel rows (one copy of any input dtype), checked."""
-    if not isinstance(Y, np.ndarray) or Y.ndim != 3:
-        raise MovieError(f"fit_patch needs a (T, d1, d2) array, got "
+def _source(Y: np.ndarray | FrameSource) -> FrameSource:
+    """The patch as a frame source, checked to be large enough."""
+    if not isinstance(Y, FrameSource) and not (isinstance(Y, np.ndarray) and Y.ndim == 3):
+        raise MovieError(f"fit_patch needs a (T, d1, d2) array or a FrameSource, got "
                          f"{getattr(Y, 'shape', type(Y).__name__)}")
-    if Y.shape[0] < 8 or min(Y.shape[1:]) < 3:
-        raise MovieError(f"patch of shape {Y.shape} is too small: need T >= 8 frames and "
-                         "at least 3x3 pixels")
-    Yr = to_pixels(np.asarray(Y), dtype=np.float32)
-    if not np.isfinite(Yr).all():
-        raise MovieError("patch contains NaN or inf values; fill them (e.g. motion-correction "
-                         "border_nan='copy') before CNMF")
-    return Yr
+    source = as_source(Y)
+    if source.n_frames < 8 or min(source.dims) < 3:
+        raise MovieError(f"patch of {source.n_frames} frames of {source.dims} pixels is too "
+                         "small: need T >= 8 frames and at least 3x3 pixels")
+    return source
 
 
-def _projections(Yr: np.ndarray, Ab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    AY = (Yr.T @ Ab.astype(np.float32)).T.astype(np.float64)
-    return AY, Ab.T @ Ab
-
-
-def _temporal(Yr, A, b, C, f, params, *, deconvolve_traces: bool) -> TemporalResult:
+def _temporal(source, A, b, C, f, params, *, deconvolve_traces: bool) -> TemporalResult:
     Ab = np.concatenate([A, b], axis=1)
-    AY, AA = _projections(Yr, Ab)
-    return update_temporal(AY, AA, C, f, params, deconvolve_traces=deconvolve_traces)
+    return update_temporal(project(source, Ab), Ab.T @ Ab, C, f, params,
+                           deconvolve_traces=deconvolve_traces)
 
 
-def _spatial(Yr, A, b, C, f, dims, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _spatial(source, A, b, C, f, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spatial HALS + thresholding; drops empty components. Returns (A, b, kept)."""
-    nb = b.shape[1]
-    Ab = update_spatial_block(Yr, np.concatenate([A, b], axis=1), full_support(A, dims, nb),
-                              np.concatenate([C, f], axis=0))
+    dims, nb = source.dims, b.shape[1]
+    W = np.concatenate([C, f], axis=0)
+    Ab = hals_spatial(correlate(source, W), W @ W.T, np.concatenate([A, b], axis=1),
+                      full_support(A, dims, nb))
     K = A.shape[1]
     s = params.spatial
     At = threshold_components(Ab[:, :K], dims, thr_method=s.thr_method, nrgthr=s.nrgthr,
@@ -91,7 +79,7 @@ def _spatial(Yr, A, b, C, f, dims, params) -> tuple[np.ndarray, np.ndarray, np.n
     return At[:, kept].toarray(), Ab[:, K:], kept
 
 
-def _normalised(Yr, A, b, tr: TemporalResult, sn, dims) -> PatchResult:
+def _normalised(A, b, tr: TemporalResult, sn, dims) -> PatchResult:
     norm = np.linalg.norm(A, axis=0)
     keep = norm > 0
     scale = norm[keep]
@@ -103,10 +91,11 @@ def _normalised(Yr, A, b, tr: TemporalResult, sn, dims) -> PatchResult:
                        g=tr.g[keep], sn=sn, dims=dims)
 
 
-def _only_init(Yr, init, sn, dims, params) -> PatchResult:
+def _only_init(source, init, sn, params) -> PatchResult:
     """Initialisation only: traces as initialised, residual traces, no deconvolution."""
     K, T = init.C.shape
-    AY, AA = _projections(Yr, np.concatenate([init.A, init.b], axis=1))
+    Ab = np.concatenate([init.A, init.b], axis=1)
+    AY, AA = project(source, Ab), Ab.T @ Ab
     W = np.concatenate([init.C, init.f], axis=0)
     diag = np.maximum(np.diag(AA)[:K], 1e-12)
     YrA = (AY[:K] - AA[:K] @ W) / diag[:, None]
@@ -114,16 +103,21 @@ def _only_init(Yr, init, sn, dims, params) -> PatchResult:
     tr = TemporalResult(C=init.C, f=init.f, S=np.zeros((K, T)), bl=zeros, c1=zeros.copy(),
                         g=np.zeros((K, params.temporal.p)),
                         neurons_sn=get_noise_fft(init.C + YrA), YrA=YrA, lam=zeros.copy())
-    return _normalised(Yr, init.A, init.b, tr, sn, dims)
+    return _normalised(init.A, init.b, tr, sn, source.dims)
 
 
-def fit_patch(Y: np.ndarray, params: CNMFParams, *, seed: int = 0) -> PatchResult:
+def fit_patch(Y: np.ndarray | FrameSource, params: CNMFParams, *,
+              seed: int = 0) -> PatchResult:
     """Run CNMF on one patch.
+
+    The patch is read a block of frames at a time (:mod:`~caiman_dask.cnmf.frames`) and
+    the initialisation searches at most ``init.max_init_frames`` averaged frames, so the
+    memory of a fit does not grow with the number of frames beyond the (K, T) traces.
 
     Parameters
     ----------
-    Y : ndarray, shape (T, d1, d2)
-        The patch's frames (cast to float32).
+    Y : ndarray, shape (T, d1, d2), or FrameSource
+        The patch's frames (any real dtype; read as float32).
     params : CNMFParams
         All groups are used; ``patch.only_init`` stops after initialisation (then ``S`` is
         zero and ``g`` is zero, as CaImAn leaves them unset).
@@ -133,26 +127,31 @@ def fit_patch(Y: np.ndarray, params: CNMFParams, *, seed: int = 0) -> PatchResul
     Returns
     -------
     PatchResult
+
+    Raises
+    ------
+    MovieError
+        The patch is too small or holds NaN / inf values.
     """
     del seed  # every step is deterministic
-    Yr = _pixels(Y)
-    dims = (int(Y.shape[1]), int(Y.shape[2]))
-    del Y  # the caller's array; from here on the frames are views of Yr
+    source = _source(Y)
+    dims = source.dims
     validate_params(params.replace(patch={"rf": None}), dims)
     pre = params.preprocess
-    sn = get_noise_fft(Yr, noise_range=pre.noise_range, noise_method=pre.noise_method,
+    sn = get_noise_fft(sampled_rows(source, pre.max_num_samples_fft),
+                       noise_range=pre.noise_range, noise_method=pre.noise_method,
                        max_num_samples_fft=pre.max_num_samples_fft)
-    init = initialize_components(to_frames(Yr, dims), params, Yr=Yr)
+    init = initialize_components(source, params)
     if params.patch.only_init:
-        return _only_init(Yr, init, sn, dims, params)
+        return _only_init(source, init, sn, params)
     A, b, C, f = init.A, init.b, init.C, init.f
-    tr = _temporal(Yr, A, b, C, f, params, deconvolve_traces=False)
+    tr = _temporal(source, A, b, C, f, params, deconvolve_traces=False)
     for rnd in range(2):
-        A, b, kept = _spatial(Yr, A, b, tr.C, tr.f, dims, params)
-        tr = _temporal(Yr, A, b, tr.C[kept], tr.f, params, deconvolve_traces=True)
+        A, b, kept = _spatial(source, A, b, tr.C, tr.f, params)
+        tr = _temporal(source, A, b, tr.C[kept], tr.f, params, deconvolve_traces=True)
         if rnd == 0 and params.merging.do_merge and A.shape[1] > 1:
             merged = merge_components(A, tr.C, merge_thr=params.merging.merge_thr,
-                                          duplicate_thr=params.merging.duplicate_thr)
+                                      duplicate_thr=params.merging.duplicate_thr)
             A, C = merged.A.toarray(), merged.C
             tr = dataclasses.replace(tr, C=C)
-    return _normalised(Yr, A, b, tr, sn, dims)
+    return _normalised(A, b, tr, sn, dims)

@@ -1,6 +1,7 @@
 """Full-field refinement as pure functions mapped over pixel blocks of ``Yr``.
 
-A pixel block is a contiguous range of rows of ``Yr`` (npix, T) (F-ordered pixels), with
+A pixel block is a contiguous range of rows of ``Yr`` (npix, T) (F-ordered pixels; an
+array or a :class:`~caiman_dask.cnmf.frames.FrameSource` read a block of frames at a time), with
 the matching rows of ``Ab = [A, b]`` (npix, K+nb) and of the support mask. Nothing here
 needs the whole movie in one process.
 
@@ -38,9 +39,10 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from caiman_dask.cnmf.frames import FrameSource, as_source, correlate, project, sampled_rows
 from caiman_dask.cnmf.noise import get_noise_fft
 from caiman_dask.cnmf.params import CNMFParams
-from caiman_dask.cnmf.spatial import threshold_components, update_spatial_block
+from caiman_dask.cnmf.spatial import hals_spatial, threshold_components
 from caiman_dask.cnmf.temporal import TemporalResult, update_temporal
 
 
@@ -65,12 +67,12 @@ def _dense(M: np.ndarray | sp.spmatrix) -> np.ndarray:
     return M.toarray() if sp.issparse(M) else np.asarray(M)
 
 
-def block_products(Y_block: np.ndarray, Ab_block: np.ndarray | sp.spmatrix) -> Products:
-    """Partial products of one pixel block; the driver sums them over blocks."""
+def block_products(Y_block: np.ndarray | FrameSource,
+                   Ab_block: np.ndarray | sp.spmatrix) -> Products:
+    """Partial products of one pixel block ((npix_block, T) rows or a source); the driver
+    sums them over blocks."""
     Ab = sp.csc_matrix(Ab_block, dtype=np.float64)
-    AY = np.asarray(Ab.T.astype(np.float32) @ np.asarray(Y_block, dtype=np.float32),
-                    dtype=np.float64)
-    return Products(AY=AY, AA=(Ab.T @ Ab).toarray())
+    return Products(AY=project(as_source(Y_block), Ab), AA=(Ab.T @ Ab).toarray())
 
 
 def sum_products(parts: Sequence[Products]) -> Products:
@@ -94,11 +96,16 @@ def add_products(total: Products | None, part: Products) -> Products:
     return total
 
 
-def spatial_block(Y_block: np.ndarray, Ab_block: np.ndarray | sp.spmatrix,
+def spatial_block(Y_block: np.ndarray | FrameSource, Ab_block: np.ndarray | sp.spmatrix,
                   mask_block: sp.spmatrix, W: np.ndarray, *, iters: int = 3) -> np.ndarray:
-    """New ``[A, b]`` rows (dense) of one pixel block given ``W = [C; f]``."""
-    return update_spatial_block(np.asarray(Y_block, dtype=np.float32), _dense(Ab_block),
-                                sp.csc_matrix(mask_block), W, iters=iters)
+    """New ``[A, b]`` rows (dense) of one pixel block given ``W = [C; f]``.
+
+    Every pixel's update only needs its own data row, its rows of ``[A, b]`` and of the
+    support mask, and the traces ``W`` (K+nb, T).
+    """
+    YW = correlate(as_source(Y_block), W)
+    return hals_spatial(YW, W @ W.T, np.asarray(_dense(Ab_block), dtype=np.float64),
+                        sp.csc_matrix(mask_block), iters=iters)
 
 
 def finish_spatial(Ab: np.ndarray | sp.spmatrix, dims: tuple[int, int], nb: int,
@@ -119,10 +126,11 @@ def temporal_update(total: Products, C: np.ndarray, f: np.ndarray, params: CNMFP
     return update_temporal(total.AY, total.AA, C, f, params, g=g)
 
 
-def noise_block(Y_block: np.ndarray, params: CNMFParams) -> np.ndarray:
+def noise_block(Y_block: np.ndarray | FrameSource, params: CNMFParams) -> np.ndarray:
     """Pixel noise levels (npix_block,) of one block."""
     pre = params.preprocess
-    return get_noise_fft(np.asarray(Y_block, dtype=np.float32), noise_range=pre.noise_range,
+    rows = sampled_rows(as_source(Y_block), pre.max_num_samples_fft)
+    return get_noise_fft(rows, noise_range=pre.noise_range,
                          noise_method=pre.noise_method,
                          max_num_samples_fft=pre.max_num_samples_fft)
 

@@ -144,26 +144,8 @@ def threshold_components(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], *,
     return sp.csc_matrix((data, indices, indptr), shape=A.shape)
 
 
-def products(Yr: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(Yr @ W.T, W @ W.T)`` in float64, with the big product done in float32 BLAS."""
-    YW = (Yr @ W.astype(np.float32).T).astype(np.float64)
-    return YW, W @ W.T
-
-
-
 def full_support(A: np.ndarray | sp.spmatrix, dims: tuple[int, int], nb: int) -> sp.csc_matrix:
     """Support mask of ``[A, b]``: dilated footprints, then ``nb`` all-pixel columns."""
     mask = support_mask(A, dims)
     ones = sp.csc_matrix(np.ones((mask.shape[0], nb), dtype=bool))
     return sp.hstack([mask, ones], format="csc")
-
-
-def update_spatial_block(Yr: np.ndarray, Ab: np.ndarray, mask: sp.csc_matrix, W: np.ndarray,
-                         *, iters: int = 3) -> np.ndarray:
-    """New rows of ``[A, b]`` for the pixels ``Yr`` (npix_block, T) given ``W = [C; f]``.
-
-    Pure per-pixel-block function: every pixel's update only needs its own data row, its
-    rows of ``[A, b]`` and of the support ``mask``, and the traces ``W`` (K+nb, T).
-    """
-    YW, WW = products(Yr, W)
-    return hals_spatial(YW, WW, np.asarray(Ab, dtype=np.float64), mask, iters=iters)

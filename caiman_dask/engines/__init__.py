@@ -4,7 +4,8 @@ Both engines expose the same two functions:
 
 - ``register_block(frames, template, params, *, ready=None) -> BlockResult`` (motion of a
   block of frames, :func:`caiman_dask.motion.correct_block`'s contract);
-- ``fit_patch(frames, params) -> PatchResult`` (CNMF on one patch array,
+- ``fit_patch(frames, params) -> PatchResult`` (CNMF on one patch array or
+  :class:`~caiman_dask.cnmf.frames.FrameSource`,
   :func:`caiman_dask.cnmf.fit_patch`'s contract).
 
 ``get_engine("builtin")`` (the default) needs nothing beyond this package;

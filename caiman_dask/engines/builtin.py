@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from caiman_dask.cnmf.frames import FrameSource
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.patch import PatchResult
 from caiman_dask.cnmf.patch import fit_patch as _fit_patch
@@ -19,6 +20,7 @@ def register_block(frames: np.ndarray, template: np.ndarray, params: MotionParam
     return correct_block(frames, template, params, ready=ready)
 
 
-def fit_patch(frames: np.ndarray, params: CNMFParams) -> PatchResult:
-    """CNMF on one (T, d1, d2) patch array (see :func:`caiman_dask.cnmf.fit_patch`)."""
+def fit_patch(frames: np.ndarray | FrameSource, params: CNMFParams) -> PatchResult:
+    """CNMF on one (T, d1, d2) patch array or frame source (see
+    :func:`caiman_dask.cnmf.fit_patch`)."""
     return _fit_patch(frames, params)

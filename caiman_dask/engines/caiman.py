@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from caiman_dask.cnmf.frames import FrameSource, read_frames
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.patch import PatchResult
 from caiman_dask.errors import BackendError, ParameterError
@@ -123,14 +124,17 @@ def _check(frames: np.ndarray, template: np.ndarray,
     return frames.astype(np.float32, copy=False), template
 
 
-def fit_patch(frames: np.ndarray, params: CNMFParams) -> PatchResult:
-    """CNMF of one (T, d1, d2) patch array with CaImAn's ``CNMF(n_processes=1).fit``.
+def fit_patch(frames: np.ndarray | FrameSource, params: CNMFParams) -> PatchResult:
+    """CNMF of one (T, d1, d2) patch with CaImAn's ``CNMF(n_processes=1).fit`` (a source
+    is read whole: CaImAn holds the patch in memory).
 
     ``params`` are used as given (like the built-in ``fit_patch``), with the patch
     group switched to a single patch (``rf=None``) as CaImAn's ``cnmf_patches`` does.
     """
     cnmf = _caiman("caiman.source_extraction.cnmf.cnmf")
     cm_params = _caiman("caiman.source_extraction.cnmf.params")
+    if isinstance(frames, FrameSource):  # CaImAn fits the whole patch array
+        frames = read_frames(frames)
     frames = np.asarray(frames, np.float32)
     if frames.ndim != 3:
         raise ParameterError(f"fit_patch needs a (T, d1, d2) array, got {frames.shape}")

@@ -57,6 +57,9 @@ MEANINGS: dict[str, dict[str, str]] = {
                       "with a large background)",
         "rolling_sum": "pick seeds from a rolling sum in time (finds sparse firing)",
         "rolling_length": "frames of that rolling sum",
+        "max_init_frames": "caiman-dask extension: the search sees at most this many "
+                           "time-averaged frames (a longer movie is averaged over more than "
+                           "tsub frames; bounds its memory); null: no limit",
     },
     "spatial": {
         "nb": "background components in the spatial update",

@@ -42,6 +42,7 @@ from caiman_dask.movie.zarrio import open_store
 from caiman_dask.plan import ChunkPlan
 from caiman_dask.progress import Progress
 from caiman_dask.results.estimates import Estimates
+from caiman_dask.system import releases_memory
 from caiman_dask.view.base import BaseView
 
 
@@ -103,6 +104,7 @@ class CNMFResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@releases_memory
 @one_blas_thread
 def fit_patch_task(item: tuple[PatchTask, CNMFParams]) -> PatchDone:
     """Task: run CNMF on one patch, read from the store a block of frames at a time."""

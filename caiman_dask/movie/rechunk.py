@@ -24,6 +24,7 @@ from caiman_dask.movie.store import create_store, finish_store, prepare_destinat
 from caiman_dask.movie.writer import BlockWritten
 from caiman_dask.movie.zarrio import ATTRS_KEY, open_store
 from caiman_dask.progress import Progress
+from caiman_dask.system import releases_memory
 from caiman_dask.view.base import BaseView
 
 __all__ = ["RechunkTask", "read_cost", "rechunk_store", "source_layout"]
@@ -39,6 +40,7 @@ class RechunkTask:
     dtype: str
 
 
+@releases_memory
 def copy_region(task: RechunkTask) -> BlockWritten:
     """Task: read the region, cast it to the destination dtype, write it."""
     block = np.asarray(task.source.open()[task.region], dtype=task.dtype)

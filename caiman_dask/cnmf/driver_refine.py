@@ -45,7 +45,6 @@ from caiman_dask.cnmf.spatial import full_support
 from caiman_dask.cnmf.temporal import TemporalResult
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.progress import Progress
-from caiman_dask.system import releases_memory
 from caiman_dask.view.base import BaseView
 
 #: Decoded float32 bytes of one band over one time chunk of the store (sets band widths).
@@ -115,7 +114,6 @@ def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], chunks: tuple[in
             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
 
-@releases_memory
 @one_blas_thread
 def spatial_task(item: tuple[PixelBlock, np.ndarray, sp.csc_matrix, sp.csc_matrix]
                  ) -> tuple[int, sp.csc_matrix]:
@@ -124,7 +122,6 @@ def spatial_task(item: tuple[PixelBlock, np.ndarray, sp.csc_matrix, sp.csc_matri
     return block.index, sp.csc_matrix(spatial_block(block.frames(), Ab_rows, mask_rows, W))
 
 
-@releases_memory
 @one_blas_thread
 def products_task(item: tuple[PixelBlock, sp.csc_matrix]) -> tuple[int, Products]:
     """Task: ``Ab.T @ Yr`` and ``Ab.T @ Ab`` of one block."""
@@ -132,7 +129,6 @@ def products_task(item: tuple[PixelBlock, sp.csc_matrix]) -> tuple[int, Products
     return block.index, block_products(block.frames(), Ab_rows)
 
 
-@releases_memory
 @one_blas_thread
 def evaluation_task(item: tuple[PixelBlock, sp.csc_matrix, sp.csc_matrix, np.ndarray,
                                 np.ndarray]) -> tuple[int, sp.csc_matrix]:

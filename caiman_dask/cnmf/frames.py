@@ -94,9 +94,10 @@ def as_source(data: np.ndarray | FrameSource, *, block_frames: int | None = None
     return ArraySource(rows=data, dims=dims, n_frames=T, block_frames=n)
 
 
-def blocks(source: FrameSource) -> Iterator[tuple[int, int]]:
-    """``(t0, t1)`` of each block of frames, in order."""
-    n = max(int(source.block_frames), 1)
+def blocks(source: FrameSource, *, multiple: int = 1) -> Iterator[tuple[int, int]]:
+    """``(t0, t1)`` of each block of frames, in order; with ``multiple``, blocks of about
+    ``block_frames`` frames whose starts are multiples of it (e.g. ``tsub``)."""
+    n = max(multiple, source.block_frames - source.block_frames % multiple)
     for t0 in range(0, source.n_frames, n):
         yield t0, min(t0 + n, source.n_frames)
 
@@ -159,10 +160,3 @@ def read_frames(source: FrameSource) -> np.ndarray:
     for t0, t1 in blocks(source):
         out[t0:t1] = to_frames(read_rows(source, t0, t1), source.dims)
     return out
-
-
-def time_chunks(source: FrameSource, tsub: int) -> Iterator[tuple[int, int]]:
-    """Blocks of about ``block_frames`` frames whose starts are multiples of ``tsub``."""
-    step = max(tsub, source.block_frames - source.block_frames % tsub)
-    for t0 in range(0, source.n_frames, step):
-        yield t0, min(t0 + step, source.n_frames)

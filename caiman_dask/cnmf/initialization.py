@@ -25,10 +25,10 @@ from caiman_dask.cnmf.background import hals_rows, nmf_factors
 from caiman_dask.cnmf.frames import (
     FrameSource,
     as_source,
+    blocks,
     project,
     read_rows,
     sampled_rows,
-    time_chunks,
 )
 from caiman_dask.cnmf.noise import get_noise_fft
 from caiman_dask.cnmf.params import CNMFParams
@@ -138,7 +138,7 @@ def _scaled_downsample(source: FrameSource, scale: np.ndarray, ssub: int,
     """
     T, (d1, d2) = source.n_frames, source.dims
     out = np.empty((-(-T // tsub), -(-d1 // ssub), -(-d2 // ssub)), dtype=np.float32)
-    for t0, t1 in time_chunks(source, tsub):
+    for t0, t1 in blocks(source, multiple=tsub):
         frames = np.empty((t1 - t0, d1, d2), dtype=np.float32)  # one copy, in frame order
         frames[...] = to_frames(read_rows(source, t0, t1), (d1, d2))
         frames /= scale

@@ -192,6 +192,20 @@ def test_repeated_large_arguments_are_sent_once(dask_cluster):
     assert result.get(60) == [2_000_000.0] * 6
 
 
+def test_large_argument_records_travel_outside_the_graph(dask_cluster):
+    """A dataclass argument is as large as its arrays (dask alone counts an object's
+    shell): it is sent as a shared value, not inside the map's graph."""
+    import warnings
+
+    import numpy as np
+
+    client, dview = dask_cluster
+    records = [(i, vt.Record(np.full(1_500_000, float(i)))) for i in range(3)]  # 12 MB each
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Sending large graph" would fail the map
+        assert dview.map(vt.record_sum, records) == [i + 1_500_000.0 * i for i in range(3)]
+
+
 def test_results_taken_from_imap_unordered_are_freed_on_the_workers(dask_cluster):
     """A long map of large results (refinement's blocks) must not keep every finished
     result on the workers until the map is over."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -47,3 +48,15 @@ def ones(n: int) -> np.ndarray:
 def pid(_: object) -> int:
     time.sleep(0.05)
     return os.getpid()
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """A task's argument record holding an array (like the CNMF drivers' task records)."""
+
+    data: np.ndarray
+
+
+def record_sum(item: tuple[int, Record]) -> float:
+    index, record = item
+    return index + float(record.data.sum())

@@ -7,6 +7,7 @@ covers more of CaImAn than the ipyparallel one (caiman-facts.md).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -181,7 +182,7 @@ class _SharedArguments:
             return obj
         key = id(obj)
         if key not in self.futures:
-            if sizeof(obj) < self.min_bytes:
+            if _nbytes(obj) < self.min_bytes:
                 return obj
             with warnings.catch_warnings():  # the point is to put it in the graph once
                 warnings.filterwarnings("ignore", message=".*[Ll]arge graph", category=UserWarning)
@@ -194,6 +195,13 @@ class _SharedArguments:
         if type(item) in (tuple, list):
             return type(item)(self.swap(x) for x in item)
         return self.swap(item)
+
+
+def _nbytes(obj: Any) -> int:
+    """Dask's size estimate, counting a dataclass (a task's argument record) by its fields."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return sum(_nbytes(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    return int(sizeof(obj))
 
 
 def _keys(batches: list[Batch]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 
 import numpy as np
@@ -14,7 +15,17 @@ from estimates_check import assert_identical
 
 import caiman_dask
 from caiman_dask.cli import cnmf as cnmf_cli
+from caiman_dask.cnmf import (
+    CNMFParams,
+    block_products,
+    driver_refine,
+    temporal,
+    temporal_update,
+    to_pixels,
+)
 from caiman_dask.cnmf.driver import evaluate_estimates, fit_cnmf
+from caiman_dask.cnmf.driver_refine import BLOCK_BYTES, MIN_BLOCKS, pixel_blocks
+from caiman_dask.cnmf.temporal import parcels
 from caiman_dask.errors import ParameterError
 from caiman_dask.movie import to_zarr
 from caiman_dask.results import load_estimates, save_estimates, score
@@ -164,3 +175,41 @@ def test_cli_refuses_bad_params_clearly(synth, tmp_path) -> None:
         args.run(args)
     assert not (tmp_path / "r.h5").exists()
     assert cnmf_cli.load_params(None) == {}
+
+
+@pytest.mark.parametrize("shape, chunks", [
+    ((600, 256, 256), (600, 4, 20)),      # neurofinder's rechunked store: 13 column chunks
+    ((20000, 512, 512), (2200, 11, 11)),  # long movie: the byte budget sets the widths
+    ((500, 512, 512), (500, 8, 8)),
+    ((100, 30, 30), (100, 30, 30)),       # one chunk: one band
+])
+def test_pixel_bands_are_even_whole_chunks_within_budget(shape, chunks) -> None:
+    blocks = pixel_blocks(None, shape, chunks)
+    T, d1, d2 = shape
+    edges = [b.x0 for b in blocks] + [blocks[-1].x1]
+    assert edges[0] == 0 and edges[-1] == d2 and all(np.diff(edges) > 0)
+    assert all(b.start == d1 * b.x0 and b.stop == d1 * b.x1 for b in blocks)
+    assert all(x % chunks[2] == 0 for x in edges[:-1])  # no chunk decoded for two bands
+    units = [-(-(b.x1 - b.x0) // chunks[2]) for b in blocks]
+    assert max(units) - min(units) <= 1  # a pass is not held up by one wide band
+    assert len(blocks) >= min(MIN_BLOCKS, -(-d2 // chunks[2]))
+    band_bytes = max(b.x1 - b.x0 for b in blocks) * d1 * min(T, chunks[0]) * 4
+    assert band_bytes <= max(BLOCK_BYTES, chunks[2] * d1 * min(T, chunks[0]) * 4)
+    longer = pixel_blocks(None, (4 * T, d1, d2), chunks)
+    assert [(b.x0, b.x1) for b in longer] == [(b.x0, b.x1) for b in blocks] or T < chunks[0]
+
+
+def test_temporal_sweeps_on_workers_equal_serial(synth, dask_cluster, monkeypatch) -> None:
+    """Parcels of one sweep run as tasks: the same traces on 2 workers as in-process."""
+    movie = synth[0]
+    Ab = np.concatenate([movie.A, movie.b], axis=1)
+    total = block_products(to_pixels(movie.Y), Ab)
+    params = CNMFParams().replace(temporal={"p": 1}, data={"fr": 30.0})
+    monkeypatch.setattr(temporal, "MIN_PARCEL", 2)  # several parcels from 24 neurons
+    out = {}
+    for name, view in (("serial", SerialView()), ("cluster", dask_cluster[1])):
+        run = functools.partial(driver_refine._run_sweeps, view, "test sweep")
+        out[name] = temporal_update(total, movie.C * 0.9, movie.f, params, run_sweeps=run)
+    assert len(parcels(total.AA, K_TRUE)) > 1
+    for key in ("C", "S", "f", "YrA", "g", "lam"):
+        np.testing.assert_array_equal(getattr(out["cluster"], key), getattr(out["serial"], key))

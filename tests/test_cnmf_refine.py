@@ -18,9 +18,11 @@ from caiman_dask.cnmf import (
     merge_components,
     spatial_block,
     sum_products,
+    temporal,
     temporal_update,
     to_pixels,
 )
+from caiman_dask.cnmf.temporal import parcels, sweep_parcel
 
 DIMS = (48, 90)
 PARAMS = CNMFParams().replace(init={"K": 10, "gSig": (4, 4)}, data={"fr": 30.0},
@@ -87,3 +89,51 @@ def test_patches_assemble_merge_refine_evaluate(movie) -> None:
     assert np.all(corr.max(axis=0) >= 0.9), corr.max(axis=0).round(2)
     owners = corr.argmax(axis=1)[corr.max(axis=1) > 0.5]
     assert len(owners) == len(set(owners.tolist())), "a neuron is represented twice"
+
+
+def _products(movie, params, K):
+    """Exact products of the true footprints (K of them) with the movie, and their traces."""
+    Yr = to_pixels(movie.Y)
+    Ab = np.concatenate([movie.A[:, :K], movie.b], axis=1)
+    return block_products(Yr, Ab), movie.C[:K] * 0.9, movie.f
+
+
+def test_parcels_are_whole_overlap_clusters(movie) -> None:
+    total, _, _ = _products(movie, PARAMS, 12)
+    AA = total.AA
+    overlap = AA[:12, :12] != 0
+    for min_size in (1, 3, 64):
+        found = parcels(AA, 12, min_size=min_size)
+        assert np.array_equal(np.sort(np.concatenate(found)), np.arange(12))
+        label = np.empty(12, int)
+        for i, rows in enumerate(found):
+            assert np.array_equal(rows, np.sort(rows))
+            label[rows] = i
+        i, j = np.nonzero(overlap)
+        assert np.array_equal(label[i], label[j])  # no overlapping pair is split
+    assert len(parcels(AA, 12, min_size=64)) == 1
+    assert len(parcels(AA, 12, min_size=1)) > 1  # the test movie has separate clusters
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_parcel_sweeps_match_the_whole_field_schedule(movie, monkeypatch, p) -> None:
+    params = PARAMS.replace(temporal={"p": p})
+    total, C, f = _products(movie, params, 12)
+    one = temporal_update(total, C, f, params)  # one parcel: every colour group in turn
+    monkeypatch.setattr(temporal, "MIN_PARCEL", 1)
+    jobs_seen: list[int] = []
+
+    def run(jobs):
+        jobs_seen.append(len(jobs))
+        return [sweep_parcel(job) for job in jobs]
+
+    many = temporal_update(total, C, f, params, run_sweeps=run)
+    assert min(jobs_seen) > 1
+    # AR(1): the exact solver, trace by trace. AR(2): the FISTA solver shares its lam
+    # bisection across the traces of a batch, so a batch's composition moves each trace
+    # within the solver's tolerance.
+    tol = 1e-6 if p == 1 else 2e-2
+    np.testing.assert_allclose(many.C, one.C, atol=tol * np.abs(one.C).max())
+    np.testing.assert_allclose(many.f, one.f, atol=tol * np.abs(one.f).max())
+    for a, b in zip(many.C, one.C, strict=True):
+        assert np.corrcoef(a, b)[0, 1] > 1 - tol

@@ -42,15 +42,16 @@ from caiman_dask.cnmf.refine import (
     temporal_update,
 )
 from caiman_dask.cnmf.spatial import full_support
-from caiman_dask.cnmf.temporal import TemporalResult
+from caiman_dask.cnmf.temporal import ParcelSweep, TemporalResult, sweep_parcel
 from caiman_dask.movie.ref import ArrayRef
 from caiman_dask.progress import Progress
 from caiman_dask.view.base import BaseView
 
 #: Decoded float32 bytes of one band over one time chunk of the store (sets band widths).
 BLOCK_BYTES = 64 << 20
-#: At least this many blocks when the frame has enough columns (parallelism).
-MIN_BLOCKS = 4
+#: At least this many blocks when the frame has enough column chunks: with dynamic
+#: scheduling a pass ends at most one band after the even split across workers.
+MIN_BLOCKS = 8
 #: A band may exceed ``BLOCK_BYTES`` up to this factor to span one whole column chunk.
 MAX_CHUNK_OVERSHOOT = 8
 
@@ -98,18 +99,23 @@ class Factors:
 
 def pixel_blocks(source: ArrayRef, shape: tuple[int, int, int], chunks: tuple[int, ...], *,
                  block_bytes: int = BLOCK_BYTES) -> list[PixelBlock]:
-    """Column bands of about ``block_bytes`` per time chunk, aligned to the store's column
-    chunks (widths do not depend on the movie's length)."""
+    """Column bands of at most about ``block_bytes`` per time chunk, of even widths.
+
+    Bands are whole column chunks of the store whenever a chunk fits the budget (up to
+    ``MAX_CHUNK_OVERSHOOT``), at least ``MIN_BLOCKS`` of them when the frame has that many
+    column chunks, and their widths differ by at most one chunk: a pass costs its widest
+    band, so even bands keep workers equally busy. Widths depend only on the frame, the
+    chunks and the budget, never on the movie's length or the number of workers.
+    """
     T, d1, d2 = shape
     x_chunk = int(chunks[2])
     column = max(min(T, int(chunks[0])) * d1 * 4, 1)
     cols = max(1, block_bytes // column)
-    cols = min(cols, max(1, math.ceil(d2 / MIN_BLOCKS)))
-    if cols < x_chunk and x_chunk * column <= MAX_CHUNK_OVERSHOOT * block_bytes:
-        cols = x_chunk  # a narrower band would decode each chunk several times
-    if cols >= x_chunk:
-        cols -= cols % x_chunk
-    edges = list(range(0, d2, cols)) + [d2]
+    whole_chunks = cols >= x_chunk or x_chunk * column <= MAX_CHUNK_OVERSHOOT * block_bytes
+    unit = x_chunk if whole_chunks else 1  # narrower bands would decode chunks twice
+    units = math.ceil(d2 / unit)
+    n = max(math.ceil(units / max(1, cols // unit)), min(MIN_BLOCKS, units))
+    edges = [min(d2, (i * units // n) * unit) for i in range(n + 1)]
     return [PixelBlock(i, a, b, d1 * a, d1 * b, source)
             for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
 
@@ -127,6 +133,13 @@ def products_task(item: tuple[PixelBlock, sp.csc_matrix]) -> tuple[int, Products
     """Task: ``Ab.T @ Yr`` and ``Ab.T @ Ab`` of one block."""
     block, Ab_rows = item
     return block.index, block_products(block.frames(), Ab_rows)
+
+
+@one_blas_thread
+def sweep_task(item: tuple[int, ParcelSweep]) -> tuple[int, tuple]:
+    """Task: one HALS sweep of one parcel of components (the temporal update)."""
+    index, job = item
+    return index, sweep_parcel(job)
 
 
 @one_blas_thread
@@ -190,7 +203,13 @@ def temporal_pass(blocks: list[PixelBlock], A: sp.csc_matrix, b: np.ndarray, C: 
     """Blockwise products summed in block order, then the whole-FOV temporal update."""
     Ab = sp.hstack([A, sp.csc_matrix(b)], format="csr")
     products = _run_summed(view, [(blk, _rows(Ab, blk)) for blk in blocks], label)
-    return temporal_update(products, C, f, params)
+    return temporal_update(products, C, f, params,
+                           run_sweeps=functools.partial(_run_sweeps, view, f"{label} sweep"))
+
+
+def _run_sweeps(view: BaseView, label: str, jobs: list[ParcelSweep]) -> list[tuple]:
+    """One temporal sweep's parcels as tasks, results in parcel order."""
+    return _run(view, sweep_task, list(enumerate(jobs)), label)
 
 
 def refine_round(blocks: list[PixelBlock], model: Factors, dims: tuple[int, int],

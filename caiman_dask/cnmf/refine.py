@@ -19,7 +19,9 @@ Then one or more refinement rounds:
    Sum with ``sum_products(parts)``, or block by block with ``add_products`` (what the
    driver does, holding one running sum), **in increasing block order** (floating-point sums
    depend on order; a fixed order makes results bit-identical from run to run), then
-   ``temporal_update(total, C, f, params)``.
+   ``temporal_update(total, C, f, params)``, whose sweeps the driver may run as one
+   task per parcel of components (``run_sweeps`` mapping
+   :func:`~caiman_dask.cnmf.temporal.sweep_parcel`).
 3. Merge (after the first round): ``merge_components(A, C, merge_thr=...)``; merged
    traces are re-deconvolved by the next round's temporal update, so end with a round.
 
@@ -34,7 +36,7 @@ Pixel noise per block: :func:`noise_block`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,7 +45,7 @@ from caiman_dask.cnmf.frames import FrameSource, as_source, correlate, project, 
 from caiman_dask.cnmf.noise import get_noise_fft
 from caiman_dask.cnmf.params import CNMFParams
 from caiman_dask.cnmf.spatial import hals_spatial, threshold_components
-from caiman_dask.cnmf.temporal import TemporalResult, update_temporal
+from caiman_dask.cnmf.temporal import ParcelSweep, TemporalResult, update_temporal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +123,12 @@ def finish_spatial(Ab: np.ndarray | sp.spmatrix, dims: tuple[int, int], nb: int,
 
 
 def temporal_update(total: Products, C: np.ndarray, f: np.ndarray, params: CNMFParams, *,
-                    g: np.ndarray | None = None) -> TemporalResult:
-    """Whole-FOV temporal update (HALS + OASIS) from the summed products."""
-    return update_temporal(total.AY, total.AA, C, f, params, g=g)
+                    g: np.ndarray | None = None,
+                    run_sweeps: Callable[[list[ParcelSweep]], list] | None = None
+                    ) -> TemporalResult:
+    """Whole-FOV temporal update (HALS + OASIS) from the summed products; ``run_sweeps``
+    may run each sweep's parcels in parallel (see :func:`update_temporal`)."""
+    return update_temporal(total.AY, total.AA, C, f, params, g=g, run_sweeps=run_sweeps)
 
 
 def noise_block(Y_block: np.ndarray | FrameSource, params: CNMFParams) -> np.ndarray:

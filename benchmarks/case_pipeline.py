@@ -3,7 +3,8 @@
 Movies: the neurofinder crop (scored against its manual ROIs) and a generated 512x512
 movie. Modes are interleaved in every repetition so load changes hit them alike. Target:
 2 workers >= 1.8x serial (median seconds of ``pipeline.run``; cluster start excluded and
-reported apart).
+reported apart). The machine's own two-core ceiling (``ceiling.py``: the same kernels
+alone and two at once) is measured first, in the same run, to read the speedups against.
 
 Run: ``python benchmarks/case_pipeline.py [--quick] [--reps N] [--out FILE]``.
 """
@@ -23,6 +24,7 @@ from benchmarks.common import pin_threads  # noqa: E402
 pin_threads(1)
 
 
+from benchmarks.ceiling import two_core_ceiling  # noqa: E402
 from benchmarks.common import stats, write  # noqa: E402
 from benchmarks.main_job import (  # noqa: E402
     NEUROFINDER_SETTINGS,
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     size = SIZES["quick" if opts.quick else "full"]
     spec = size["synthetic"]
+    ceiling = (two_core_ceiling({"matmul": 2, "stream": 4}, rounds=1) if opts.quick
+               else two_core_ceiling())
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = pathlib.Path(tmp)
         nf = neurofinder_input(work, **size["neurofinder"])
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         payload = {
             "case": "pipeline", "quick": opts.quick, "reps": opts.reps,
             "load_before": load_before,
+            "two_core_ceiling": ceiling,
             "neurofinder": compare_modes(nf.movie, work, settings=NEUROFINDER_SETTINGS,
                                          reps=opts.reps, regions=nf.regions),
             "synthetic": {"spec": {"dims": list(spec.dims), "frames": spec.frames,

@@ -90,7 +90,17 @@ def pipeline_case(d: dict[str, Any]) -> tuple[list[str], list[Target]]:
         targets.append(at_least(f"{movie}: 2 workers / serial speedup",
                                 m["ratios"]["speedup_2w"], d["targets"]["speedup_2w_min"]))
     head = ["movie", "TxYxX", "mode", "min s", "median s", "max s", "reps", "F1 (centroid)"]
-    return md_table(head, rows), targets
+    return md_table(head, rows) + ceiling_lines(d.get("two_core_ceiling")), targets
+
+
+def ceiling_lines(ceiling: dict[str, Any] | None) -> list[str]:
+    """The machine's two-core speedup per kernel, measured in the same run (ceiling.py)."""
+    if not ceiling:
+        return []
+    kernels = ", ".join(f"{name} {_fmt(k['two_core_speedup'])}x"
+                        for name, k in ceiling.items())
+    return ["", "Two-core ceiling of this machine in the same run (the same kernel alone vs "
+            f"two copies at once, `benchmarks/ceiling.py`): {kernels}."]
 
 
 def caiman_case(d: dict[str, Any]) -> tuple[list[str], list[Target]]:

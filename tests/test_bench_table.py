@@ -137,3 +137,16 @@ def test_caiman_and_suite2p_sections():
                  "our dview / Pool, stage fit": "MISS"}
     assert "| caiman_dview | skipped: import caiman_dask fails | - |" in text
     assert "| suite2p 1.1.0 | 50 | 200 | 0.22 | 0.05 |" in text
+
+
+def test_the_two_core_ceiling_is_measured_and_shown_beside_the_speedups():
+    from benchmarks.ceiling import two_core_ceiling
+
+    ceiling = two_core_ceiling({"matmul": 1}, rounds=1)  # two spawned processes at once
+    kernel = ceiling["matmul"]
+    assert len(kernel["alone_s"]) == len(kernel["two_at_once_s"]) == 1
+    assert kernel["two_core_speedup"] == pytest.approx(
+        2 * kernel["alone_s"][0] / kernel["two_at_once_s"][0])
+    text = table.render({"pipeline": {**pipeline(1.5, 1.6), "two_core_ceiling": ceiling}})
+    section = text.split("## 1.")[1].split("## ")[0]
+    assert f"matmul {table._fmt(kernel['two_core_speedup'])}x" in section

@@ -78,14 +78,15 @@ def parcels(AA: np.ndarray, K: int, *, min_size: int | None = None,
         return []
     min_size = MIN_PARCEL if min_size is None else min_size
     max_parcels = MAX_PARCELS if max_parcels is None else max_parcels
-    n, labels = connected_components(sp.csr_matrix(AA[:K, :K] != 0), directed=False)
-    _, first = np.unique(labels, return_index=True)
+    _, labels = connected_components(sp.csr_matrix(AA[:K, :K] != 0), directed=False)
+    _, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    members = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])
     size = max(min_size, math.ceil(K / max_parcels))
     out: list[np.ndarray] = []
     current: list[np.ndarray] = []
     for label in np.argsort(first, kind="stable"):
-        current.append(np.flatnonzero(labels == label))
-        if sum(len(c) for c in current) >= size:
+        current.append(members[label])
+        if sum(map(len, current)) >= size:
             out.append(np.sort(np.concatenate(current)))
             current = []
     if current:
@@ -101,7 +102,8 @@ class ParcelSweep:
     (n, n + nb) its rows of ``AA`` restricted to its own columns then the background's,
     ``f`` (nb, T) the background traces (fixed during the sweep), ``groups`` parcel-local
     rows with no overlapping members, updated in order; ``g`` (n, p) fixed AR
-    coefficients or None (estimated); ``warm`` each group's previous deconvolution.
+    coefficients or None (estimated); ``warm`` each group's previous deconvolution;
+    ``options`` the keyword options of :func:`~caiman_dask.cnmf.oasis.deconvolve`.
     """
 
     AY: np.ndarray

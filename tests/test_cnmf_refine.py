@@ -22,7 +22,7 @@ from caiman_dask.cnmf import (
     temporal_update,
     to_pixels,
 )
-from caiman_dask.cnmf.temporal import parcels, sweep_parcel
+from caiman_dask.cnmf.temporal import parcels
 
 DIMS = (48, 90)
 PARAMS = CNMFParams().replace(init={"K": 10, "gSig": (4, 4)}, data={"fr": 30.0},
@@ -91,7 +91,7 @@ def test_patches_assemble_merge_refine_evaluate(movie) -> None:
     assert len(owners) == len(set(owners.tolist())), "a neuron is represented twice"
 
 
-def _products(movie, params, K):
+def _products(movie, K):
     """Exact products of the true footprints (K of them) with the movie, and their traces."""
     Yr = to_pixels(movie.Y)
     Ab = np.concatenate([movie.A[:, :K], movie.b], axis=1)
@@ -99,7 +99,7 @@ def _products(movie, params, K):
 
 
 def test_parcels_are_whole_overlap_clusters(movie) -> None:
-    total, _, _ = _products(movie, PARAMS, 12)
+    total, _, _ = _products(movie, 12)
     AA = total.AA
     overlap = AA[:12, :12] != 0
     for min_size in (1, 3, 64):
@@ -118,14 +118,14 @@ def test_parcels_are_whole_overlap_clusters(movie) -> None:
 @pytest.mark.parametrize("p", [1, 2])
 def test_parcel_sweeps_match_the_whole_field_schedule(movie, monkeypatch, p) -> None:
     params = PARAMS.replace(temporal={"p": p})
-    total, C, f = _products(movie, params, 12)
+    total, C, f = _products(movie, 12)
     one = temporal_update(total, C, f, params)  # one parcel: every colour group in turn
     monkeypatch.setattr(temporal, "MIN_PARCEL", 1)
     jobs_seen: list[int] = []
 
     def run(jobs):
         jobs_seen.append(len(jobs))
-        return [sweep_parcel(job) for job in jobs]
+        return temporal.run_serially(jobs)
 
     many = temporal_update(total, C, f, params, run_sweeps=run)
     assert min(jobs_seen) > 1

@@ -125,7 +125,7 @@ def sweep_parcel(job: ParcelSweep) -> tuple[np.ndarray, list[Deconvolution]]:
     residual = job.AY - background @ job.f  # the background is fixed during a sweep
     out = []
     for rows, warm in zip(job.groups, job.warm, strict=True):
-        raw = W[rows] + (residual[rows] - own[rows] @ W) / diag[rows, None]
+        raw = _raw_traces(residual, own, W, rows, diag)
         g = job.g[rows] if job.g is not None else None
         dec = deconvolve(raw, g=g, warm=warm, **job.options)
         W[rows] = dec.c
@@ -189,7 +189,7 @@ def update_temporal(AY: np.ndarray, AA: np.ndarray, C: np.ndarray, f: np.ndarray
               for rows in parcels(AA, K)]
     warm: list[list] = [[None] * len(groups) for _, groups in layout]
     for sweep in range(params.temporal.ITER):
-        fixed_g = (g is not None or sweep > 0) and p
+        fixed_g = bool(p) and (g is not None or sweep > 0)
         jobs = [ParcelSweep(AY=AY[rows], AA=np.concatenate([AA[np.ix_(rows, rows)],
                                                             AA[rows, K:]], axis=1),
                             W=W[rows], f=W[K:], groups=groups,

@@ -18,7 +18,9 @@ repetition, with default parameters (rigid, then ``pw_rigid=True``):
 
 The machine's two-core ceiling for registration's kernels (``ceiling.py``: FFTs and a
 memory stream, alone vs two processes at once) is measured first, to read ``speedup_2w``
-against. Ratios: ``driver_overhead`` = the 1-worker driver's last pass / bare (the pass that reads,
+against.
+
+Ratios: ``driver_overhead`` = the 1-worker driver's last pass / bare (the pass that reads,
 registers and writes every frame; the template step and pw-rigid's extra rigid pass are
 reported beside it), ``speedup_2w`` = end to end 1 worker / 2 workers,
 ``rigid_vs_floor_per_worker`` = end-to-end frames/s per worker / floor frames/s.

@@ -222,3 +222,49 @@ def test_results_taken_from_imap_unordered_are_freed_on_the_workers(dask_cluster
                 if str(k).startswith("array_sum_slowly") and ts.state == "memory"])
             assert held == []
     assert seen == [1000.0] * 6
+
+
+def test_a_failure_ends_the_wait_before_the_rest_of_the_map(dask_cluster):
+    """get() raises as soon as one task failed, not when the slow ones are done."""
+    _, dview = dask_cluster
+    result = dview.map_async(vt.sleep_or_fail, [-1.0, 4.0, 4.0, 4.0], 1)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="asked to sleep"):
+        result.get(60)
+    assert time.monotonic() - start < 2.5
+
+
+def test_results_of_a_finished_map_are_freed_without_the_garbage_collector(dask_cluster):
+    """A map waited for in several slices leaves no reference cycle holding its futures:
+    once the caller drops the result, the workers free the values."""
+    import gc
+
+    import numpy as np
+
+    client, dview = dask_cluster
+    gc.disable()
+    try:
+        result = dview.map_async(vt.array_sum_slowly, [(np.ones(1000), 0.6)] * 4, 1)
+        keys = [h.key for h in result._handles]
+        assert result.get(60) == [1000.0] * 4
+        del result
+        assert dview.map(vt.square, [2]) == [4]  # the view lets go of the finished map
+        time.sleep(0.5)  # the release messages reach the scheduler
+        held = client.run_on_scheduler(lambda dask_scheduler: [
+            k for k in keys if k in dask_scheduler.tasks])
+        assert held == []
+    finally:
+        gc.enable()
+
+
+def test_a_function_changed_between_maps_runs_as_changed(dask_cluster):
+    """A closure is pickled by value once per map, never reused from an earlier map."""
+    _, dview = dask_cluster
+    scale = [2]
+
+    def times(x: int) -> int:
+        return x * scale[0]
+
+    assert dview.map(times, [1, 2], 1) == [2, 4]
+    scale[0] = 3
+    assert dview.map(times, [1, 2], 1) == [3, 6]

@@ -134,6 +134,34 @@ def test_worker_killed_holding_a_shared_argument_the_map_completes() -> None:
         caiman_dask.stop_server(dview)
 
 
+@pytest.mark.timeout(120)
+def test_worker_killed_holding_a_finished_result_the_map_completes() -> None:
+    """A task's result is lost with its worker while the map's other task still runs: the
+    scheduler computes it again and get() waits for it. A lost result is not a failed task
+    (CI saw get() cancel the map's running tasks over one: 'cancelled for reason: unknown')."""
+    import view_tasks as vt
+
+    import caiman_dask
+
+    client, dview, _ = caiman_dask.setup_cluster(n_processes=2, memory_limit="1GB")
+    try:
+        start = time.monotonic()
+        result = dview.map_async(vt.sleep_then, [0.2, 6.0], 1)  # one task per worker
+        first, second = result._handles
+        while first.status != "finished" and time.monotonic() < start + 30:
+            time.sleep(0.01)
+        holder = client.who_has([first])[first.key][0]
+        os.kill(client.run(os.getpid, workers=[holder])[holder], signal.SIGKILL)
+        while first.status != "lost" and time.monotonic() < start + 30:
+            time.sleep(0.005)
+        assert (first.status, second.status) == ("lost", "pending")
+        assert result.get(90) == [0.2, 6.0]
+        note("a worker SIGKILLed holding a finished result", "map completes",
+             time.monotonic() - start)
+    finally:
+        caiman_dask.stop_server(dview)
+
+
 @pytest.fixture(scope="module")
 def local_client() -> Iterator[distributed.Client]:
     with dask.config.set({"distributed.scheduler.allowed-failures": 2}):

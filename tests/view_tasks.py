@@ -28,6 +28,14 @@ def sleep_then(seconds: float) -> float:
     return seconds
 
 
+def sleep_or_fail(seconds: float) -> float:
+    """Sleep ``seconds``; a negative value fails at once."""
+    if seconds < 0:
+        raise ValueError(f"asked to sleep {seconds} s")
+    time.sleep(seconds)
+    return seconds
+
+
 def array_sum_slowly(args: tuple[np.ndarray, float]) -> float:
     array, seconds = args
     time.sleep(seconds)

@@ -222,8 +222,9 @@ class BaseView:
             raise ValueError(f"chunksize must be >= 1, got {chunksize}")
         batches = split_batches(func, items, chunksize, star=star,
                                 n_threads=self._executor.threads_per_worker)
+        self._pending = [h for h in self._pending if not self._executor.wait([h], 0)]
         handles = self._executor.submit(batches)
-        self._pending = [h for h in self._pending if not self._executor.wait([h], 0)] + handles
+        self._pending += handles
         return handles
 
 

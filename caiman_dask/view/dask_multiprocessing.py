@@ -22,7 +22,12 @@ from distributed.scheduler import KilledWorker
 from caiman_dask import config
 from caiman_dask.errors import ClusterError, WorkerLostError
 from caiman_dask.view.base import BaseView, deadline, remaining
-from caiman_dask.view.tasks import Batch, run_batch, shared_value
+from caiman_dask.view.tasks import Batch, run_batch, shared_value, with_pickled_function
+
+
+#: Future states: still to come (``lost``: computed again after its worker died), and failed.
+_RUNNING = ("pending", "lost")
+_FAILED = ("error", "cancelled")
 
 
 class DaskExecutor:
@@ -63,27 +68,36 @@ class DaskExecutor:
         if not self._limit_asked:  # an attached cluster: ask now, its workers may die later
             self.memory_limit, self._limit_asked = _worker_memory_limit(self.client), True
         shared = _SharedArguments(self.client, self.scatter_min_bytes)
-        specs = [batch for batch, _ in batches]
+        specs = with_pickled_function([batch for batch, _ in batches])
         sent = [[shared.swap_item(x) for x in items] for _, items in batches]
         futures = self.client.map(run_batch, specs, sent, pure=False, key=_keys(specs))
+        self._forget_dropped()
         for future, (batch, items) in zip(futures, batches, strict=True):
             self._batch_of[future.key] = (batch, len(items), _label(items))
-            future.add_done_callback(self._forget)
         return futures
 
-    def _forget(self, future: Future) -> None:
-        if future.status == "finished":  # keep failures' batches for their messages
-            self._batch_of.pop(future.key, None)
+    def _forget_dropped(self) -> None:
+        """Drop the records of batches whose futures nobody holds any more.
+
+        Not a done-callback per future: each one wakes the client's event loop, which
+        cost 0.4 ms per task (measured on a 1,000-task map).
+        """
+        live = self.client.futures
+        self._batch_of = {k: v for k, v in self._batch_of.items() if k in live}
 
     def wait(self, handles: list[Future], timeout: float | None) -> bool:
-        """Wait for all handles, returning early on the first failure."""
-        pending = [f for f in handles if f.status == "pending"]
-        if any(f.status != "finished" for f in handles if f not in pending) or not pending:
+        """Wait for all handles, returning early on the first failure.
+
+        A result lost with its worker (status ``lost``) is not a failure: the scheduler
+        computes it again, so it is waited for like a pending one.
+        """
+        running = [f for f in handles if f.status in _RUNNING]
+        if not running or self.failed(handles) is not None:
             return True
         limit = deadline(timeout)
         try:
-            for future in as_completed(pending, loop=self.client.loop, timeout=remaining(limit)):
-                if future.status != "finished":
+            for future in as_completed(running, loop=self.client.loop, timeout=remaining(limit)):
+                if future.status in _FAILED:
                     return True
         except TimeoutError:
             return False
@@ -91,7 +105,7 @@ class DaskExecutor:
 
     def failed(self, handles: list[Future]) -> Future | None:
         """The first handle that errored or was cancelled."""
-        return next((f for f in handles if f.status in ("error", "cancelled", "lost")), None)
+        return next((f for f in handles if f.status in _FAILED), None)
 
     def result(self, handle: Future) -> list[Any]:
         """The batch's results, or its error translated into a clear one."""
@@ -121,7 +135,7 @@ class DaskExecutor:
 
     def cancel(self, handles: list[Future]) -> None:
         """Cancel unfinished handles."""
-        unfinished = [f for f in handles if f.status == "pending"]
+        unfinished = [f for f in handles if f.status in _RUNNING]
         if unfinished:
             self.client.cancel(unfinished)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import cloudpickle
 
 from caiman_dask.cluster.pinning import enforce_thread_limits
 from caiman_dask.view.align import realign
@@ -27,12 +30,49 @@ class Batch:
         Call ``fn(*item)`` instead of ``fn(item)``.
     n_threads : int
         Native thread count to re-assert before running (0: leave as is).
+    pickled_fn : bytes, optional
+        ``fn`` pickled once for the whole map; what the batch is pickled with.
     """
 
     fn: Callable[..., Any]
     offset: int
     star: bool = False
     n_threads: int = 0
+    pickled_fn: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The function travels as bytes pickled once per map (``with_pickled_function``):
+        # a function defined in a script is pickled by value, which the scheduler would
+        # otherwise redo for every task and every worker undo for every task (0.2 ms per
+        # task, measured).
+        payload = self.pickled_fn if self.pickled_fn is not None else cloudpickle.dumps(self.fn)
+        return _rebuild_batch, (payload, self.offset, self.star, self.n_threads)
+
+
+def with_pickled_function(batches: list[Batch]) -> list[Batch]:
+    """The batches of one map call, sharing their function pickled once, now (so a later
+    change to the function's globals reaches the next map, as with a Pool's next call)."""
+    if not batches:
+        return batches
+    payload = cloudpickle.dumps(batches[0].fn)
+    return [replace(b, pickled_fn=payload) for b in batches]
+
+
+#: Unpickled functions a worker keeps, by their bytes; larger payloads (an ``apply_async``
+#: call carrying large keyword arguments) are unpickled each time and never kept.
+_CACHE_ENTRIES = 64
+_CACHE_MAX_BYTES = 64 * 1024
+
+
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
+def _cached_function(payload: bytes) -> Callable[..., Any]:
+    return cloudpickle.loads(payload)
+
+
+def _rebuild_batch(payload: bytes, offset: int, star: bool, n_threads: int) -> Batch:
+    small = len(payload) <= _CACHE_MAX_BYTES
+    fn = _cached_function(payload) if small else cloudpickle.loads(payload)
+    return Batch(fn, offset, star, n_threads, pickled_fn=payload)
 
 
 def run_batch(batch: Batch, items: Sequence[Any]) -> list[Any]:

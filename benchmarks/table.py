@@ -129,12 +129,16 @@ def dview_case(d: dict[str, Any]) -> tuple[list[str], list[Target]]:
     """Case 4: per-task overhead and the motion-block task, Pool vs dview."""
     rows = [[name, d[name]["noop_default_chunks"]["ms_per_task"],
              d[name]["noop_chunksize_1"]["ms_per_task"], d[name]["mc_block"]["median"]]
-            for name in ("pool", "dask", "dask_default_malloc") if name in d]
+            for name in ("pool", "dask", "dask_default_malloc", "dask_no_queuing") if name in d]
     targets = [at_most("dask ms per no-op task (chunksize 1)",
                        d["dask"]["noop_chunksize_1"]["ms_per_task"],
                        d["targets"]["ms_per_task_max"]),
                at_most("dview / Pool, motion block", d["ratios"]["mc_block_dask_over_pool"],
                        d["targets"]["mc_block_dask_over_pool_max"])]
+    if "dask_no_queuing" in d:
+        targets.insert(1, at_most("dask ms per no-op task (chunksize 1), queuing off",
+                                  d["dask_no_queuing"]["noop_chunksize_1"]["ms_per_task"],
+                                  d["targets"]["ms_per_task_max"]))
     head = ["runner", "ms/task (default chunks)", "ms/task (chunksize 1)", "mc block median s"]
     return md_table(head, rows), targets
 

@@ -51,7 +51,8 @@ def growth(exponent: float) -> dict:
 def dview() -> dict:
     runner = {"noop_default_chunks": {"ms_per_task": 0.1},
               "noop_chunksize_1": {"ms_per_task": 2.0}, "mc_block": {"median": 5.0}}
-    return {"machine": MACHINE, "pool": runner, "dask": runner,
+    unqueued = {**runner, "noop_chunksize_1": {"ms_per_task": 0.9}}
+    return {"machine": MACHINE, "pool": runner, "dask": runner, "dask_no_queuing": unqueued,
             "ratios": {"mc_block_dask_over_pool": 0.98},
             "targets": {"ms_per_task_max": 1.0, "mc_block_dask_over_pool_max": 1.05}}
 
@@ -85,6 +86,7 @@ def test_render_marks_each_target_from_the_measured_ratios():
     assert v["time exponent vs frames, fixed cost fitted"] == "PASS"  # a + b * frames
     assert "fixed cost a = 3.50 s, k = 1.00" in text
     assert v["dask ms per no-op task (chunksize 1)"] == "MISS"
+    assert v["dask ms per no-op task (chunksize 1), queuing off"] == "PASS"
     assert v["dview / Pool, motion block"] == "PASS"
     assert "Skipped: no CaImAn Python (none given)" in text
     assert "Skipped: failed: exit 1: boom" in text

@@ -6,9 +6,11 @@ Each worker job runs ``processes`` dask workers of ``threads_per_worker`` thread
 :class:`~caiman_dask.cluster.pinning.PinnedNanny`, the job script gets in its prologue:
 
 - the thread environment (``OMP_NUM_THREADS`` ...) exported before the worker starts;
-- the malloc fix: a dask YAML (``DASK_CONFIG``) that removes dask's pre-spawn
-  ``MALLOC_TRIM_THRESHOLD_`` and carries our worker memory fractions (a YAML file keeps the
-  variable's case, which ``DASK_*`` environment variables would lower).
+- the malloc fix and our worker policy as ``DASK_*`` environment variables: dask's
+  pre-spawn ``MALLOC_TRIM_THRESHOLD_`` removed (the variable is a key inside the value, so
+  its case is kept), memory fractions, profiler, event-loop tick. No file is written on
+  the compute node, so a job killed without running its traps leaves nothing behind, and
+  the user's own dask YAML files still load.
 
 Options resolve as: argument > ``caiman-dask.jobqueue.<kind>.<key>`` >
 ``caiman-dask.jobqueue.<key>`` > dask-jobqueue's own ``jobqueue.<kind>`` config.
@@ -28,7 +30,6 @@ import sys
 from typing import Any
 
 import dask.config
-import yaml
 from dask.utils import format_bytes, parse_bytes
 
 from caiman_dask import config
@@ -117,31 +118,31 @@ def lifetime_args(walltime: str | None, enabled: bool) -> list[str]:
     return ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
 
 
-def worker_dask_yaml(settings: WorkerSettings) -> str:
-    """One-line dask YAML for the workers: malloc fix, our worker policy and event-loop tick."""
-    tree: dict[str, Any] = {
-        "distributed": {"nanny": {"pre-spawn-environ": dict.fromkeys(MALLOC_VARS_REMOVED)}}}
+def worker_dask_env(settings: WorkerSettings) -> dict[str, str]:
+    """``DASK_*`` variables for the workers: malloc fix, our worker policy, event-loop tick.
+
+    Values are Python literals, as dask reads them (``ast.literal_eval``).
+    """
+    env = {_dask_variable("distributed.nanny.pre-spawn-environ"):
+           repr(dict.fromkeys(MALLOC_VARS_REMOVED))}
     for key, value in cluster_policy(settings).items():
         if key.startswith(("distributed.worker.", "distributed.admin.")):
-            node = tree
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    return yaml.safe_dump(tree, default_flow_style=True, width=10**6).strip()
+            env[_dask_variable(key)] = repr(value)
+    return env
+
+
+def _dask_variable(key: str) -> str:
+    """The environment variable dask reads a dotted config key from."""
+    return "DASK_" + key.upper().replace(".", "__").replace("-", "_")
 
 
 def job_prologue(settings: WorkerSettings, user_lines: list[str] | None) -> list[str]:
     """Job script lines before the worker command: thread env, malloc fix, then the user's."""
     exports = [f"export {name}={value}" for name, value in settings.thread_env().items()]
     unset = [f"unset {name}" for name in MALLOC_VARS_REMOVED]
-    dask_yaml = [
-        'export DASK_CONFIG="$(mktemp -d "${TMPDIR:-/tmp}/caiman-dask.XXXXXX")"',
-        "trap 'rm -rf \"$DASK_CONFIG\"' EXIT; trap 'exit 143' TERM INT",
-        f"printf '%s\\n' {shlex.quote(worker_dask_yaml(settings))} "
-        '> "$DASK_CONFIG/caiman-dask.yaml"',
-    ]
-    return exports + unset + dask_yaml + list(user_lines or [])
+    dask_env = [f"export {name}={shlex.quote(value)}"
+                for name, value in worker_dask_env(settings).items()]
+    return exports + unset + dask_env + list(user_lines or [])
 
 
 def sized(settings: WorkerSettings, processes: int, cores: int | None,
